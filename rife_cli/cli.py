@@ -1,0 +1,185 @@
+"""The `rife` command line: parsing, validation, progress and exit codes. Heavy imports are lazy."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import RifeError
+
+log = logging.getLogger("rife")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+
+
+def debug() -> bool:
+    return os.environ.get("RIFE_DEBUG", "") not in ("", "0")
+
+
+def notice(msg: str) -> None:
+    click.echo(f"rife: {msg}", err=True)
+
+
+def fail(msg: str, code: int = EXIT_FAILED):
+    click.echo(f"rife: error: {msg}", err=True)
+    sys.exit(code)
+
+
+def reported(fn):
+    """Turn the tool's errors into one line and an exit code; RIFE_DEBUG=1 shows the traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except RifeError as exc:
+            if debug():
+                raise
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            if debug():
+                raise
+            fail("interrupted", EXIT_SIGINT)
+        except MemoryError:
+            if debug():
+                raise
+            fail("out of memory; try --scale 0.5 or a smaller --batch-size")
+        except Exception as exc:  # noqa: BLE001 - last resort: one line, never a traceback
+            if debug():
+                raise
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            if "out of memory" in msg.lower():
+                fail("out of GPU memory; try --scale 0.5 or a smaller --batch-size")
+            fail(f"unexpected {type(exc).__name__}: {msg[:200]} (RIFE_DEBUG=1 shows the traceback)")
+
+    return wrapper
+
+
+def model_options(fn):
+    """--model, --scale/--uhd, --device, --precision, --offline: shared by every command that infers."""
+    opts = [
+        click.option("--model", "-m", default=None, metavar="NAME|DIR|FILE",
+                     help="Model name (v3.6, v3.8, v4.0), a train_log directory holding flownet.pkl, "
+                     "or a weights file. Default: $RIFE_MODEL, else ./train_log/flownet.pkl, else v3.6."),
+        click.option("--scale", type=click.Choice(["0.25", "0.5", "1", "2", "4"]), default=None,
+                     help="Flow scale: 0.5 for 4K, 0.25 for 8K, 2 or 4 for small frames. [default: 1]"),
+        click.option("--uhd", is_flag=True, help="Same as --scale 0.5 (for 4K input)."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+        click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto",
+                     show_default=True,
+                     help="auto: fp16 on CUDA, bf16 on CPUs with AMX/AVX-512 bf16, else fp32."),
+        click.option("--offline", is_flag=True, help="Never download weights (also RIFE_OFFLINE=1)."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def flow_scale(scale: str | None, uhd: bool) -> float:
+    if uhd and scale not in (None, "0.5"):
+        raise click.UsageError("--uhd means --scale 0.5; give one or the other")
+    return 0.5 if uhd else float(scale or 1)
+
+
+def build_interpolator(model, scale, uhd, device, precision, offline, need_any_timestep=False, batch_size=0):
+    from .engine import Interpolator
+    from .models.loading import resolve_default
+    from .models.registry import TIMESTEP_MODEL
+
+    if need_any_timestep and resolve_default(model) is None:
+        notice(f"this timing needs any timestep; using model {TIMESTEP_MODEL}")
+        model = TIMESTEP_MODEL
+    return Interpolator(model=model, device=device, precision=precision, scale=flow_scale(scale, uhd),
+                        batch_size=batch_size, offline=offline, notice=notice)
+
+
+class RifeGroup(click.Group):
+    def main(self, *args, **kwargs):
+        # Click's own usage errors exit 2; our errors go through `reported`.
+        logging.basicConfig(format="rife: %(message)s", level=logging.INFO)
+        return super().main(*args, **kwargs)
+
+
+@click.group(cls=RifeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rife-cli", prog_name="rife")
+def main():
+    """Video frame interpolation with RIFE: more frames per second, or frames between two images."""
+
+
+@main.command()
+@click.argument("img0", type=click.Path(path_type=Path))
+@click.argument("img1", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("output"), show_default=True,
+              help="Directory for the frames.")
+@click.option("--exp", type=int, default=None, help="Make 2^N - 1 frames between (default 1: one midpoint).")
+@click.option("--multi", type=int, default=None, help="Make M - 1 evenly spaced frames between.")
+@click.option("--ratio", type=float, default=None, help="Make one frame at time T in (0, 1).")
+@model_options
+@reported
+def frames(img0, img1, output, exp, multi, ratio, **model_opts):
+    """Make frames between two images IMG0 and IMG1.
+
+    Writes IMG0, the made frames and IMG1 into the output directory as 000.png, 001.png, ...
+    (the input's format: PNG 8/16-bit, JPEG, TIFF, EXR float). An alpha channel is carried
+    through, blended linearly with the same t as the colour; grayscale stays grayscale.
+
+    \b
+    Examples:
+      rife frames a.png b.png                  # 3 files: a, middle, b
+      rife frames a.png b.png --exp 2 -o out   # 5 files
+      rife frames a.png b.png --model v4.0 --ratio 0.3
+    """
+    from .frames import make_frames, timesteps_for
+
+    ts, need_any = timesteps_for(exp, multi, ratio)
+    written = make_frames(img0, img1, output, ts, ratio,
+                          lambda need: build_interpolator(**model_opts, need_any_timestep=need), need_any)
+    notice(f"wrote {len(written)} frames to {output}")
+
+
+@main.group(invoke_without_command=True)
+@click.pass_context
+def models(ctx):
+    """List the named models (or fetch them: rife models fetch NAME...)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .models.cache import cached_path
+    from .models.registry import DEFAULT_MODEL, MODELS
+
+    click.echo(f"{'name':6}  {'family':6}  {'installed':9}  {'size':>6}  purpose / location")
+    for m in MODELS.values():
+        path = cached_path(m.name)
+        here = path.is_file()
+        default = " (default)" if m.name == DEFAULT_MODEL else ""
+        click.echo(f"{m.name:6}  {m.family + '.x' if m.family == 'v3' else m.family:6}  "
+                   f"{'yes' if here else 'no':9}  {m.size / 1e6:5.1f}M  {m.purpose}{default}")
+        click.echo(f"{'':36}{path if here else 'fetch: rife models fetch ' + m.name}")
+
+
+@models.command("fetch")
+@click.argument("names", nargs=-1, required=True)
+@reported
+def models_fetch(names):
+    """Download, verify (sha256) and cache named models."""
+    from .models.cache import cached_path, fetch
+    from .models.registry import MODELS
+
+    for name in names:
+        if name not in MODELS:
+            raise click.BadParameter(f"unknown model {name!r}; known: {', '.join(MODELS)}", param_hint="NAMES")
+    for name in names:
+        if cached_path(name).is_file():
+            click.echo(f"{name}: already cached at {cached_path(name)}")
+            continue
+        path = fetch(name, notice)
+        click.echo(f"{name}: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,286 @@
+"""Interpolator: device, precision, padding and batching around the networks; arrays in, frames out.
+
+Frames are HxWx3 (or HxW) numpy arrays in OpenCV's BGR channel order, the order the networks were
+trained on. uint8 and uint16 map to [0, 1] by their full range; float32 is taken as [0, 1] already.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import ModelError, UsageError
+from .models.loading import ModelSource, load_network, resolve
+
+SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+# v3.x bisection as the reference does it: stop within this distance of t, or after this many steps.
+BISECT_TOLERANCE = 0.01
+BISECT_STEPS = 8
+# Deepest dyadic level a v3.x model is asked for directly (exp 8 = 256x).
+MAX_DYADIC_LEVEL = 10
+
+
+def cpu_has_fast_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " amx_bf16" in flags or " avx512_bf16" in flags
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"--device {device!r}: use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) present")
+    elif dev.type != "cpu":
+        raise UsageError(f"--device {device!r}: use auto, cpu, cuda or cuda:N")
+    return dev
+
+
+def pick_precision(precision: str, device: torch.device) -> str:
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "fp16"
+    return "bf16" if cpu_has_fast_bf16() else "fp32"
+
+
+def dyadic_level(t: Fraction) -> int | None:
+    """L such that t = k / 2^L with k odd, or None when t is not dyadic."""
+    den = t.denominator
+    if den & (den - 1):
+        return None
+    return den.bit_length() - 1
+
+
+def bisection_target(t: float) -> Fraction:
+    """The dyadic timestep the reference's v3.x bisection for ratio t ends on."""
+    lo, hi = Fraction(0), Fraction(1)
+    mid = Fraction(1, 2)
+    for _ in range(BISECT_STEPS):
+        mid = (lo + hi) / 2
+        if abs(float(mid) - t) <= BISECT_TOLERANCE:
+            break
+        if t > mid:
+            lo = mid
+        else:
+            hi = mid
+    return mid
+
+
+def _parents(t: Fraction) -> tuple[Fraction, Fraction]:
+    step = Fraction(1, t.denominator)
+    return t - step, t + step
+
+
+@dataclass
+class Request:
+    """Make the frame at timestep t between pair `pair` (indexes into the batch of pairs)."""
+
+    pair: int
+    t: Fraction
+
+
+@dataclass
+class Interpolator:
+    model: str | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    scale: float = 1.0
+    batch_size: int = 0  # 0: chosen from free memory (CUDA) or 4 (CPU)
+    offline: bool = False
+    notice: Callable[[str], None] | None = None
+    source: ModelSource = field(init=False)
+
+    def __post_init__(self):
+        if self.scale not in SCALES:
+            raise UsageError(f"--scale {self.scale}: use one of {', '.join(str(s) for s in SCALES)}")
+        self.torch_device = pick_device(self.device)
+        self.precision = pick_precision(self.precision, self.torch_device)
+        if self.precision == "fp16" and self.torch_device.type == "cpu":
+            raise UsageError("--precision fp16 is for CUDA; on the CPU use bf16 or fp32")
+        self.source = resolve(self.model, self.offline, self.notice)
+        net = load_network(self.source.path)
+        self.family: str = net.family
+        self.channels_last = self.precision != "fp32"
+        if self.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        self.net = net.to(self.torch_device)
+        self.pad_to = max(net.pad_base, int(net.pad_base / self.scale))
+        if self.torch_device.type == "cpu":
+            torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+        if not self.batch_size:
+            self.batch_size = self._default_batch_size()
+
+    # ----- capabilities
+    @property
+    def any_timestep(self) -> bool:
+        return self.family == "v4"
+
+    def check_timesteps(self, ts: Sequence[Fraction]) -> None:
+        if self.any_timestep:
+            return
+        for t in ts:
+            level = dyadic_level(t)
+            if level is None or level > MAX_DYADIC_LEVEL:
+                raise ModelError(
+                    f"model {self.source.label} ({self.family}.x family) makes only midpoints "
+                    f"(t = k/2^n) and cannot make t = {t}; use --model v4.0"
+                )
+
+    def _default_batch_size(self) -> int:
+        if self.torch_device.type != "cuda":
+            return 2
+        free, _ = torch.cuda.mem_get_info(self.torch_device)
+        # Rough activation cost per pair at 1080p in half precision, measured as ~0.5 GiB.
+        return int(max(1, min(16, free // (2 << 30))))
+
+    # ----- tensors in and out
+    def to_tensor(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
+        """Stack BGR frames into an N x 3 x Hp x Wp float32 batch on the device, zero-padded."""
+        arrs = []
+        for f in frames:
+            if f.ndim == 2:
+                f = np.repeat(f[:, :, None], 3, axis=2)
+            arrs.append(f[:, :, :3])
+        x = torch.from_numpy(np.ascontiguousarray(np.stack(arrs))).to(self.torch_device, non_blocking=True)
+        dtype = arrs[0].dtype
+        x = x.permute(0, 3, 1, 2)
+        if dtype == np.uint8:
+            x = x.float() / 255.0
+        elif dtype == np.uint16:
+            x = x.float() / 65535.0
+        else:
+            x = x.float()
+        h, w = x.shape[2:]
+        ph = (self.pad_to - h % self.pad_to) % self.pad_to
+        pw = (self.pad_to - w % self.pad_to) % self.pad_to
+        x = F.pad(x, (0, pw, 0, ph))
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    @staticmethod
+    def to_arrays(x: torch.Tensor, h: int, w: int, dtype=np.uint8, rounding: str = "nearest") -> list[np.ndarray]:
+        """Crop the padding and quantise integer types: to the nearest level (default) or truncating
+        like the reference ("truncate"). Float frames pass unclipped, as the reference writes EXR."""
+        x = x[:, :, :h, :w].float()
+        if dtype in (np.uint8, np.uint16):
+            top = 255.0 if dtype == np.uint8 else 65535.0
+            x = x.clamp(0, 1) * top
+            x = x.round() if rounding == "nearest" else x.floor()
+            x = x.to(torch.int32 if dtype == np.uint16 else torch.uint8)
+        out = x.permute(0, 2, 3, 1).cpu().numpy()
+        return [np.ascontiguousarray(a.astype(dtype, copy=False)) for a in out]
+
+    # ----- the network
+    def _autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
+        return torch.autocast(self.torch_device.type, dtype=dtype)
+
+    def _forward(self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), self._autocast():
+            if self.family == "v4":
+                out = self.net(a, b, t, self.scale)
+            else:
+                out = self.net(a, b, self.scale)
+        return out.float()
+
+    def _batched(self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        outs = [
+            self._forward(a[i : i + self.batch_size], b[i : i + self.batch_size], t[i : i + self.batch_size])
+            for i in range(0, a.shape[0], self.batch_size)
+        ]
+        return outs[0] if len(outs) == 1 else torch.cat(outs, 0)
+
+    def make(self, a: torch.Tensor, b: torch.Tensor, requests: Sequence[Request]) -> list[torch.Tensor]:
+        """Frames (1 x 3 x Hp x Wp each) for every request, batched across pairs and timesteps."""
+        if not requests:
+            return []
+        self.check_timesteps([r.t for r in requests])
+        if self.family == "v4":
+            idx = torch.tensor([r.pair for r in requests], device=a.device)
+            t = torch.tensor([float(r.t) for r in requests], device=a.device)
+            out = self._batched(a[idx], b[idx], t)
+            return [out[i : i + 1] for i in range(len(requests))]
+        return self._make_dyadic(a, b, requests)
+
+    def _make_dyadic(self, a, b, requests: Sequence[Request]) -> list[torch.Tensor]:
+        # Every needed node of each pair's midpoint tree, made level by level: a level's midpoints
+        # are independent, so they run as one batch; parents stay unquantised float tensors.
+        made: dict[tuple[int, Fraction], torch.Tensor] = {}
+        levels: dict[int, set[tuple[int, Fraction]]] = {}
+        todo = [(r.pair, r.t) for r in requests]
+        while todo:
+            node = todo.pop()
+            pair, t = node
+            if t in (0, 1) or any(node in s for s in levels.values()):
+                continue
+            levels.setdefault(dyadic_level(t), set()).add(node)
+            todo += [(pair, p) for p in _parents(t)]
+
+        def get(pair: int, t: Fraction) -> torch.Tensor:
+            if t == 0:
+                return a[pair : pair + 1]
+            if t == 1:
+                return b[pair : pair + 1]
+            return made[(pair, t)]
+
+        for level in sorted(levels):
+            nodes = sorted(levels[level])
+            lo = torch.cat([get(p, _parents(t)[0]) for p, t in nodes])
+            hi = torch.cat([get(p, _parents(t)[1]) for p, t in nodes])
+            out = self._batched(lo, hi, torch.zeros(len(nodes)))
+            for i, node in enumerate(nodes):
+                made[node] = out[i : i + 1]
+        return [get(r.pair, r.t) for r in requests]
+
+    # ----- conveniences for callers holding two frames
+    def interpolate(self, frame0: np.ndarray, frame1: np.ndarray, timesteps: Sequence[float | Fraction]) -> list[np.ndarray]:
+        """Frames at the given timesteps between two BGR frames, in the input dtype."""
+        ts = [Fraction(t).limit_denominator(1 << 20) for t in timesteps]
+        for t in ts:
+            if not 0 < t < 1:
+                raise UsageError(f"timestep {t} is outside (0, 1)")
+        h, w = frame0.shape[:2]
+        x = self.to_tensor([frame0, frame1])
+        out = self.make(x[0:1], x[1:2], [Request(0, t) for t in ts])
+        return [self.to_arrays(o, h, w, frame0.dtype)[0] for o in out]
+
+    def timestep_for_ratio(self, ratio: float) -> Fraction:
+        """The timestep a ratio is made at: itself for v4.0, the bisection's end for v3.x."""
+        if not 0 < ratio < 1:
+            raise UsageError(f"--ratio {ratio} is outside (0, 1)")
+        if self.any_timestep:
+            return Fraction(ratio).limit_denominator(1 << 20)
+        return bisection_target(ratio)
+
+    @property
+    def description(self) -> str:
+        return f"{self.source.label} ({self.family}) on {self.torch_device} {self.precision}"
+
+
+def load_model(model: str | None = None, **kwargs) -> Interpolator:
+    """Shorthand for Interpolator(model, ...)."""
+    return Interpolator(model=model, **kwargs)

@@ -1,0 +1,35 @@
+"""The errors the tool raises on purpose; each message says what went wrong and what to do next."""
+
+from __future__ import annotations
+
+
+class RifeError(Exception):
+    """A failure the CLI reports as one line with exit code 1."""
+
+    exit_code = 1
+
+
+class UsageError(RifeError):
+    """Options that contradict each other or are out of range (exit code 2)."""
+
+    exit_code = 2
+
+
+class ModelError(RifeError):
+    """Weights that are missing, corrupt, of an unknown family, or not cached while offline."""
+
+
+class InputError(RifeError):
+    """An input file or directory that cannot be read as images or video."""
+
+
+class OutputError(RifeError):
+    """An output that cannot be written (exists, parent missing, disk full)."""
+
+
+class Interrupted(RifeError):
+    """Stopped by SIGINT (130) or SIGTERM (143)."""
+
+    def __init__(self, signum_exit: int = 130):
+        super().__init__("interrupted")
+        self.exit_code = signum_exit

@@ -1,0 +1,90 @@
+"""`rife frames`: frames between two image files, written as a numbered sequence."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError, UsageError
+from .video.images import blend_alpha, merge, read_image, split_alpha, write_image
+
+
+def timesteps_for(exp: int | None, multi: int | None, ratio: float | None) -> tuple[list[Fraction] | None, bool]:
+    """The timesteps asked for, and whether they need a model that makes any timestep.
+
+    For --ratio the list is None: the timestep depends on the model (v3.x bisects)."""
+    given = [n for n, v in (("--exp", exp), ("--multi", multi), ("--ratio", ratio)) if v is not None]
+    if len(given) > 1:
+        raise UsageError(f"{' and '.join(given)} exclude each other; give one")
+    if ratio is not None:
+        if not 0 < ratio < 1:
+            raise UsageError(f"--ratio {ratio} is outside (0, 1)")
+        return None, False
+    if multi is not None:
+        if multi < 2:
+            raise UsageError(f"--multi {multi}: must be 2 or more")
+        ts = [Fraction(k, multi) for k in range(1, multi)]
+        return ts, multi & (multi - 1) != 0
+    exp = 1 if exp is None else exp
+    if not 1 <= exp <= 8:
+        raise UsageError(f"--exp {exp}: must be between 1 and 8")
+    n = 1 << exp
+    return [Fraction(k, n) for k in range(1, n)], False
+
+
+def _check_pair(p0: Path, im0: np.ndarray, p1: Path, im1: np.ndarray) -> None:
+    if im0.shape[:2] != im1.shape[:2]:
+        raise InputError(
+            f"{p1}: size {im1.shape[1]}x{im1.shape[0]} differs from {p0} ({im0.shape[1]}x{im0.shape[0]})"
+        )
+    if im0.ndim != im1.ndim or im0.shape[2:] != im1.shape[2:]:
+        raise InputError(f"{p1}: channel layout differs from {p0} (gray / colour / alpha)")
+    if im0.dtype != im1.dtype:
+        raise InputError(f"{p1}: sample type {im1.dtype} differs from {p0} ({im0.dtype})")
+
+
+def make_frames(
+    p0: Path,
+    p1: Path,
+    out_dir: Path,
+    ts: list[Fraction] | None,
+    ratio: float | None,
+    build: Callable[[bool], object],
+    need_any_timestep: bool,
+) -> list[Path]:
+    from .engine import Request
+
+    im0, im1 = read_image(p0), read_image(p1)
+    _check_pair(p0, im0, p1, im1)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"-o {out_dir}: exists and is not a directory")
+    engine = build(need_any_timestep)
+    if ts is None:
+        ts = [engine.timestep_for_ratio(ratio)]
+    engine.check_timesteps(ts)
+
+    gray = im0.ndim == 2
+    c0, a0 = split_alpha(im0)
+    c1, a1 = split_alpha(im1)
+    h, w = im0.shape[:2]
+    x = engine.to_tensor([c0, c1])
+    made = engine.make(x[0:1], x[1:2], [Request(0, t) for t in ts])
+    frames = [im0]
+    for t, tensor in zip(ts, made):
+        color = engine.to_arrays(tensor, h, w, im0.dtype)[0]
+        alpha = blend_alpha(a0, a1, float(t)) if a0 is not None else None
+        frames.append(merge(color, alpha, gray))
+    frames.append(im1)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ext = p0.suffix.lower() if p0.suffix else ".png"
+    width = max(3, len(str(len(frames) - 1)))
+    written = []
+    for i, frame in enumerate(frames):
+        path = out_dir / f"{i:0{width}d}{ext}"
+        write_image(path, frame)
+        written.append(path)
+    return written

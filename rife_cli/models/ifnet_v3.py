@@ -1,0 +1,77 @@
+"""The v3.x HD network (v3.6, v3.8): three IFBlocks that refine a bidirectional flow at midpoints."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .warp import warp
+
+
+def conv(i: int, o: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(i, o, 3, stride, 1, bias=True), nn.PReLU(o))
+
+
+def deconv(i: int, o: int) -> nn.ConvTranspose2d:
+    return nn.ConvTranspose2d(i, o, 4, 2, 1, bias=True)
+
+
+def resize(x: torch.Tensor, f: float) -> torch.Tensor:
+    if f == 1:
+        return x
+    return F.interpolate(x, scale_factor=f, mode="bilinear", align_corners=False)
+
+
+class IFBlock(nn.Module):
+    def __init__(self, in_planes: int, c: int = 90):
+        super().__init__()
+        self.conv0 = nn.Sequential(conv(in_planes, c // 2, 2), conv(c // 2, c, 2))
+        self.convblock0 = nn.Sequential(conv(c, c), conv(c, c))
+        self.convblock1 = nn.Sequential(conv(c, c), conv(c, c))
+        self.convblock2 = nn.Sequential(conv(c, c), conv(c, c))
+        self.convblock3 = nn.Sequential(conv(c, c), conv(c, c))
+        self.conv1 = nn.Sequential(deconv(c, c // 2), nn.PReLU(c // 2), deconv(c // 2, 4))
+        self.conv2 = nn.Sequential(deconv(c, c // 2), nn.PReLU(c // 2), deconv(c // 2, 1))
+
+    def forward(self, x: torch.Tensor, flow: torch.Tensor, s: float):
+        x = resize(x, 1.0 / s)
+        flow = resize(flow, 1.0 / s) / s
+        feat = self.conv0(torch.cat([x, flow], 1))
+        feat = self.convblock0(feat) + feat
+        feat = self.convblock1(feat) + feat
+        feat = self.convblock2(feat) + feat
+        feat = self.convblock3(feat) + feat
+        dflow = resize(self.conv1(feat), s) * s
+        dmask = resize(self.conv2(feat), s)
+        return dflow, dmask
+
+
+class IFNetV3(nn.Module):
+    """Makes the midpoint of each pair; the two mirrored block calls run as one batch of 2N."""
+
+    family = "v3"
+    pad_base = 32
+
+    def __init__(self):
+        super().__init__()
+        self.block0 = IFBlock(11)
+        self.block1 = IFBlock(11)
+        self.block2 = IFBlock(11)
+
+    def forward(self, img0: torch.Tensor, img1: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        n, _, h, w = img0.shape
+        flow = img0.new_zeros(n, 4, h, w)
+        mask = img0.new_zeros(n, 1, h, w)
+        w0, w1 = img0, img1
+        for block, s in zip((self.block0, self.block1, self.block2), (4 / scale, 2 / scale, 1 / scale)):
+            x = torch.cat([torch.cat([w0, w1, mask], 1), torch.cat([w1, w0, -mask], 1)], 0)
+            f_in = torch.cat([flow, torch.cat([flow[:, 2:4], flow[:, 0:2]], 1)], 0)
+            f, m = block(x, f_in, s)
+            f0, f1 = f[:n], f[n:]
+            flow = flow + (f0 + torch.cat([f1[:, 2:4], f1[:, 0:2]], 1)) / 2
+            mask = mask + (m[:n] - m[n:]) / 2
+            w0 = warp(img0, flow[:, 0:2])
+            w1 = warp(img1, flow[:, 2:4])
+        m = torch.sigmoid(mask)
+        return w0 * m + w1 * (1 - m)

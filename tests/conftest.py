@@ -1,0 +1,55 @@
+"""Shared fixtures: real weights fetched once per session with the tool's own fetch code."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Before anything imports cv2: OpenCV reads and writes EXR only with this set.
+os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+GOLDEN = DATA / "golden"
+# Weights are cached across test sessions here (ignored by git); CI starts it empty.
+WEIGHTS_CACHE = Path(os.environ.get("RIFE_TEST_CACHE", Path(__file__).parent / ".cache"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def rife_home():
+    """Point RIFE_HOME at the test cache and fetch the models the tests use."""
+    from rife_cli.models.cache import fetch
+
+    old = os.environ.get("RIFE_HOME")
+    os.environ["RIFE_HOME"] = str(WEIGHTS_CACHE)
+    for var in ("RIFE_MODEL", "RIFE_OFFLINE"):
+        os.environ.pop(var, None)
+    for name in ("v3.6", "v4.0"):
+        fetch(name)
+    yield WEIGHTS_CACHE
+    if old is None:
+        os.environ.pop("RIFE_HOME", None)
+    else:
+        os.environ["RIFE_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def engine_v36():
+    from rife_cli.engine import Interpolator
+
+    return Interpolator("v3.6", device="cpu", precision="fp32")
+
+
+@pytest.fixture(scope="session")
+def engine_v40():
+    from rife_cli.engine import Interpolator
+
+    return Interpolator("v4.0", device="cpu", precision="fp32")
+
+
+def psnr(a, b, peak: float = 255.0) -> float:
+    import numpy as np
+
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(peak**2 / mse))

@@ -1,0 +1,149 @@
+"""`rife frames` end to end through Click's runner, with the real weights."""
+
+from __future__ import annotations
+
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import GOLDEN, psnr
+from rife_cli.cli import main
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def pair(name="I0"):
+    return GOLDEN / name / "frame0.png", GOLDEN / name / "frame1.png"
+
+
+def test_exp2_reproduces_reference(tmp_path):
+    a, b = pair("I1")
+    res = run("frames", a, b, "--exp", "2", "-o", tmp_path / "out", "--precision", "fp32")
+    assert res.exit_code == 0, res.output
+    files = sorted((tmp_path / "out").iterdir())
+    assert [f.name for f in files] == ["000.png", "001.png", "002.png", "003.png", "004.png"]
+    assert np.array_equal(cv2.imread(str(files[0])), cv2.imread(str(a)))
+    assert np.array_equal(cv2.imread(str(files[4])), cv2.imread(str(b)))
+    for i in (1, 2, 3):
+        ref = cv2.imread(str(GOLDEN / "I1" / f"v3.6_exp2_{i}.png"))
+        assert psnr(cv2.imread(str(files[i])), ref) >= 50
+
+
+@pytest.mark.parametrize("model,golden", [("v3.6", "v3.6_ratio0.3"), ("v4.0", "v4.0_t0.30")])
+def test_ratio(tmp_path, model, golden):
+    a, b = pair("I2")
+    res = run("frames", a, b, "--ratio", "0.3", "--model", model, "-o", tmp_path, "--precision", "fp32")
+    assert res.exit_code == 0, res.output
+    assert len(list(tmp_path.iterdir())) == 3
+    assert psnr(cv2.imread(str(tmp_path / "001.png")), cv2.imread(str(GOLDEN / "I2" / f"{golden}.png"))) >= 50
+
+
+def test_multi3_switches_to_timestep_model(tmp_path):
+    a, b = pair()
+    res = run("frames", a, b, "--multi", "3", "-o", tmp_path)
+    assert res.exit_code == 0, res.output
+    assert "v4.0" in res.output
+    assert len(list(tmp_path.iterdir())) == 4
+
+
+def test_multi3_with_explicit_v3_is_an_error(tmp_path):
+    a, b = pair()
+    res = run("frames", a, b, "--multi", "3", "--model", "v3.6", "-o", tmp_path / "o")
+    assert res.exit_code == 1
+    assert "--model v4.0" in res.output
+    assert not (tmp_path / "o").exists()
+
+
+def small(img, size=(160, 96)):
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+
+
+def test_rgba_carries_alpha(tmp_path):
+    a, b = pair()
+    im0, im1 = small(cv2.imread(str(a))), small(cv2.imread(str(b)))
+    alpha0 = np.full(im0.shape[:2], 255, np.uint8)
+    alpha1 = np.zeros(im0.shape[:2], np.uint8)
+    cv2.imwrite(str(tmp_path / "a.png"), np.dstack([im0, alpha0]))
+    cv2.imwrite(str(tmp_path / "b.png"), np.dstack([im1, alpha1]))
+    res = run("frames", tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path / "o")
+    assert res.exit_code == 0, res.output
+    mid = cv2.imread(str(tmp_path / "o" / "001.png"), cv2.IMREAD_UNCHANGED)
+    assert mid.shape == (96, 160, 4)
+    assert np.all(mid[:, :, 3] == 128)  # 255 * 0.5 rounded to nearest
+
+
+def test_gray_stays_gray_and_16bit_stays_16bit(tmp_path):
+    a, b = pair()
+    g0 = cv2.cvtColor(small(cv2.imread(str(a))), cv2.COLOR_BGR2GRAY).astype(np.uint16) * 257
+    g1 = cv2.cvtColor(small(cv2.imread(str(b))), cv2.COLOR_BGR2GRAY).astype(np.uint16) * 257
+    cv2.imwrite(str(tmp_path / "a.png"), g0)
+    cv2.imwrite(str(tmp_path / "b.png"), g1)
+    res = run("frames", tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path / "o")
+    assert res.exit_code == 0, res.output
+    mid = cv2.imread(str(tmp_path / "o" / "001.png"), cv2.IMREAD_UNCHANGED)
+    assert mid.dtype == np.uint16 and mid.ndim == 2
+    # the midpoint lies between the inputs' brightness, using the 16-bit range
+    assert min(g0.mean(), g1.mean()) - 2000 < mid.mean() < max(g0.mean(), g1.mean()) + 2000
+    assert len(np.unique(mid % 257)) > 1
+
+
+def test_exr_float_in_float_out(tmp_path):
+    a, b = pair()
+    f0 = small(cv2.imread(str(a))).astype(np.float32) / 255
+    f1 = small(cv2.imread(str(b))).astype(np.float32) / 255
+    cv2.imwrite(str(tmp_path / "a.exr"), f0)
+    cv2.imwrite(str(tmp_path / "b.exr"), f1)
+    res = run("frames", tmp_path / "a.exr", tmp_path / "b.exr", "-o", tmp_path / "o")
+    assert res.exit_code == 0, res.output
+    mid = cv2.imread(str(tmp_path / "o" / "001.exr"), cv2.IMREAD_UNCHANGED)
+    assert mid.dtype == np.float32 and mid.shape == f0.shape
+
+
+@pytest.mark.parametrize(
+    "extra,code,msg",
+    [
+        (["--ratio", "1.5"], 2, "outside (0, 1)"),
+        (["--exp", "0"], 2, "--exp 0"),
+        (["--exp", "1", "--ratio", "0.5"], 2, "exclude each other"),
+        (["--multi", "1"], 2, "--multi 1"),
+    ],
+)
+def test_bad_options(tmp_path, extra, code, msg):
+    a, b = pair()
+    res = run("frames", a, b, "-o", tmp_path / "o", *extra)
+    assert res.exit_code == code, res.output
+    assert msg in res.output
+    assert "Traceback" not in res.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_inputs(tmp_path):
+    a, b = pair()
+    cv2.imwrite(str(tmp_path / "small.png"), np.zeros((10, 10, 3), np.uint8))
+    (tmp_path / "text.png").write_text("not an image")
+    cases = [
+        ((tmp_path / "missing.png", b), "no such file"),
+        ((a, tmp_path / "small.png"), "differs"),
+        ((a, tmp_path / "text.png"), "not a readable image"),
+    ]
+    for (x, y), msg in cases:
+        res = run("frames", x, y, "-o", tmp_path / "o")
+        assert res.exit_code == 1, res.output
+        assert msg in res.output and "Traceback" not in res.output
+        assert len(res.output.strip().splitlines()) == 1
+        assert not (tmp_path / "o").exists()
+
+
+def test_inputs_untouched(tmp_path):
+    a, b = pair()
+    shutil.copy(a, tmp_path / "a.png")
+    shutil.copy(b, tmp_path / "b.png")
+    before = (tmp_path / "a.png").read_bytes()
+    res = run("frames", tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path)
+    assert res.exit_code == 0
+    assert (tmp_path / "a.png").read_bytes() == before
