@@ -143,6 +143,148 @@ def frames(img0, img1, output, exp, multi, ratio, **model_opts):
     notice(f"wrote {len(written)} frames to {output}")
 
 
+class _Progress:
+    """A tqdm bar on stderr fed by the pipeline's callback; silent with --quiet."""
+
+    def __init__(self, quiet: bool, name: str):
+        self.quiet, self.name, self.bar = quiet, name, None
+
+    def total(self, n):
+        if not self.quiet:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=n, desc=self.name, unit="frame", file=sys.stderr, dynamic_ncols=True,
+                            leave=False)
+
+    def __call__(self, done: int):
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _install_sigterm():
+    import signal
+
+    from .errors import Interrupted
+
+    def on_term(signum, frame):
+        raise Interrupted(EXIT_SIGTERM)
+
+    try:
+        signal.signal(signal.SIGTERM, on_term)
+    except ValueError:
+        pass  # not the main thread (embedded use): leave signals alone
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Output file (.mp4 .mkv .mov .webm) or, with --png or a trailing /, a directory. "
+              "Default: beside the input, {stem}_{factor}x_{fps}fps.{ext}. With several inputs: a directory.")
+@click.option("--exp", type=int, default=None, help="Multiply the frame rate by 2^N (default 1: 2x).")
+@click.option("--multi", type=int, default=None, help="Multiply the frame rate by M (3 uses v4.0).")
+@click.option("--fps", default=None, metavar="F", help="Target rate: 60, 59.94, 60000/1001.")
+@click.option("--slowmo", is_flag=True, help="Write at the source rate: slow motion (audio is dropped).")
+@click.option("--scene-threshold", type=float, default=0.2, show_default=True,
+              help="Pairs less similar than this (SSIM of thumbnails) are cuts: nothing blended across. 0: off.")
+@click.option("--montage", is_flag=True, help="Left half original (held), right half interpolated.")
+@click.option("--png", is_flag=True, help="Write a numbered PNG sequence (16-bit for >8-bit sources).")
+@click.option("--force", is_flag=True, help="Overwrite an existing output.")
+@click.option("--codec", default="libx264", show_default=True,
+              help="libx264, libx265, libsvtav1, ffv1, prores_ks, h264_nvenc, hevc_nvenc, av1_nvenc.")
+@click.option("--crf", type=int, default=None, help="Encoder quality (x264/x265 default 23/28).")
+@click.option("--preset", default=None, help="Encoder preset (x264 default here: fast).")
+@click.option("--pix-fmt", default=None, help="Output pixel format (default: yuv420p, or yuv420p10le for >8-bit).")
+@click.option("--batch-size", type=int, default=0, help="Pairs per forward (default: from free memory).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@model_options
+@reported
+def interpolate(inputs, output, exp, multi, fps, slowmo, scene_threshold, montage, png, force, codec, crf,
+                preset, pix_fmt, batch_size, quiet, as_json, **model_opts):
+    """Interpolate videos (any file FFmpeg reads) or image directories to a higher frame rate.
+
+    Output frame i sits at i / F_out; source frames pass through untouched, made frames fill the
+    gaps, the last source frame is held so the output lasts as long as the input, and audio,
+    subtitles and chapters are copied.
+
+    \b
+    Examples:
+      rife interpolate --exp 2 input.mp4          # 4x, input_4x_100fps.mp4 beside it
+      rife interpolate --fps 60 clip.mkv -o out.mkv
+      rife interpolate frames_dir/ -o out/ --png
+    """
+    import json
+
+    if exp is not None and not 1 <= exp <= 8:
+        raise click.UsageError(f"--exp {exp}: must be between 1 and 8")
+    if multi is not None and multi < 2:
+        raise click.UsageError(f"--multi {multi}: must be 2 or more")
+    given = [n for n, v in (("--exp", exp), ("--multi", multi), ("--fps", fps)) if v is not None]
+    if len(given) > 1:
+        raise click.UsageError(f"{' and '.join(given)} exclude each other; give one")
+    if slowmo and fps is not None:
+        raise click.UsageError("--slowmo needs --exp or --multi, not --fps")
+    if batch_size < 0:
+        raise click.UsageError("--batch-size must be 1 or more")
+    if fps is not None:
+        from .timing import parse_rate
+
+        try:
+            parse_rate(fps)
+        except ValueError as exc:
+            raise click.UsageError(f"--fps {exc}") from None
+    _install_sigterm()
+    from .errors import Interrupted
+    from .pipeline import interpolate_video
+
+    engines: dict[bool, object] = {}
+
+    def engine_for(need):
+        if need not in engines:
+            engines[need] = build_interpolator(**model_opts, need_any_timestep=need, batch_size=batch_size)
+        return engines[need]
+
+    several = len(inputs) > 1
+    if several and output is not None and output.exists() and not output.is_dir():
+        raise click.UsageError("with several inputs, -o must be a directory")
+    results, failed = [], []
+    out_dir = output if several else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    for inp in inputs:
+        bar = _Progress(quiet, inp.name)
+        try:
+            summary = interpolate_video(
+                inp, None if several else output, output_dir=out_dir, engine_factory=engine_for, progress=bar, total=bar.total, warn=notice,
+                exp=exp, multi=multi, fps=fps, slowmo=slowmo, scene_threshold=scene_threshold,
+                montage=montage, png=png, force=force, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
+            )
+        except RifeError as exc:
+            if not several or isinstance(exc, Interrupted):
+                raise
+            notice(f"error: {exc}")
+            failed.append(str(inp))
+            continue
+        finally:
+            bar.close()
+        results.append(summary)
+        if not quiet:
+            notice(f"{summary.input} -> {summary.output}: {summary.frames_in} -> {summary.frames_out} frames, "
+                   f"{summary.fps_in} -> {summary.fps_out} fps, {summary.duration:.3f} s, "
+                   f"{summary.scene_cuts} scene cuts, {summary.seconds:.1f} s on {summary.device} "
+                   f"({summary.model}, {summary.precision})")
+    if as_json:
+        payload = [r.as_dict() for r in results]
+        click.echo(json.dumps(payload[0] if not several and payload else payload))
+    if failed:
+        notice(f"{len(failed)} of {len(inputs)} inputs failed: {', '.join(failed)}")
+        sys.exit(EXIT_SOME_FAILED if results else EXIT_FAILED)
+
+
 @main.group(invoke_without_command=True)
 @click.pass_context
 def models(ctx):

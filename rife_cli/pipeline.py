@@ -1,0 +1,339 @@
+"""Video in, video out: reader thread -> bounded queue -> inference -> bounded queue -> writer thread.
+
+Knows frames, timestamps and the plan of which (pair, t) to make; reports progress by callback.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time as clock
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from . import scenes
+from .errors import InputError, OutputError, UsageError
+from .timing import Plan, Slot, make_target, parse_rate
+from .video.images import blend_alpha, merge
+from .video.source import SourceFrame, SourceInfo, probe, read_frames
+from .workers import DONE, ByteQueue, Cancelled, Worker
+
+QUEUE_BYTES = 512 << 20  # per queue; ~20 4K frames in 8-bit
+TMP_TAG = ".rife-part"
+
+
+@dataclass
+class Summary:
+    input: str
+    output: str
+    frames_in: int = 0
+    frames_out: int = 0
+    fps_in: str = ""
+    fps_out: str = ""
+    duration: float = 0.0
+    scene_cuts: int = 0
+    seconds: float = 0.0
+    device: str = ""
+    model: str = ""
+    precision: str = ""
+    audio: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Options:
+    exp: int | None = None
+    multi: int | None = None
+    fps: str | Fraction | None = None
+    slowmo: bool = False
+    scene_threshold: float = scenes.DEFAULT_THRESHOLD
+    montage: bool = False
+    png: bool = False
+    force: bool = False
+    codec: str = "libx264"
+    crf: int | None = None
+    preset: str | None = None
+    pix_fmt: str | None = None
+    queue_bytes: int = QUEUE_BYTES
+
+
+def _rate_text(rate: Fraction) -> str:
+    return str(rate.numerator) if rate.denominator == 1 else f"{rate.numerator}/{rate.denominator}"
+
+
+def default_output(info: SourceInfo, label: str, png: bool) -> Path:
+    stem = info.path.name if info.is_images else info.path.stem
+    if png or info.is_images:
+        return info.path.parent / f"{stem}_{label}"
+    ext = info.path.suffix.lower() if info.path.suffix.lower() in (".mp4", ".mkv", ".mov", ".webm") else ".mp4"
+    return info.path.with_name(f"{stem}_{label}{ext}")
+
+
+def temp_paths(out: Path) -> tuple[Path, Path]:
+    """(encoded video, final part) beside the target: same filesystem, so the rename is atomic."""
+    return out.with_name(f".{out.name}{TMP_TAG}.video.mkv"), out.with_name(f".{out.name}{TMP_TAG}{out.suffix}")
+
+
+def clean_leftovers(out: Path) -> None:
+    for p in out.parent.glob(f".{out.name}{TMP_TAG}*"):
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def check_output(out: Path, force: bool, inp: Path) -> None:
+    parent = out.parent
+    if out.resolve() == inp.resolve():
+        raise UsageError(f"-o {out}: is the input; rife never writes over its input")
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"{out}: parent {parent} is not a directory")
+    if not parent.exists():
+        raise OutputError(f"{out}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"{out}: directory {parent} is not writable")
+    if out.exists() and not force:
+        raise OutputError(f"{out}: exists; use --force to overwrite")
+
+
+class _Run:
+    """One input through the pipeline. Holds the threads, the temporaries and the counters."""
+
+    def __init__(self, info, out, target, engine, opts, png, progress, warn):
+        self.info, self.out, self.target, self.engine, self.opts = info, out, target, engine, opts
+        self.png, self.progress, self.warn = png, progress, warn
+        self.cancel = threading.Event()
+        self.frames_in = 0
+        self.frames_out = 0
+        self.cuts = 0
+        self.made_since = 0
+
+    # ----- reader
+    def read(self, q: ByteQueue) -> None:
+        try:
+            for frame in read_frames(self.info, self.warn):
+                if self.opts.scene_threshold > 0:
+                    frame.thumb = scenes.thumbnail(frame.image)
+                q.put(frame, frame.image.nbytes * (2 if frame.original is not None else 1))
+        finally:
+            q.put(DONE)
+
+    # ----- writer
+    def write(self, q: ByteQueue, sink) -> None:
+        while (item := q.get()) is not DONE:
+            index, image, original = item
+            sink.write(index, image, None if self.png else original)
+
+    # ----- inference
+    def infer(self, src_q: ByteQueue, out_q: ByteQueue, end_hold: bool) -> None:
+        plan = None
+        prev: SourceFrame | None = None
+        batch: list[tuple[SourceFrame, SourceFrame, list[Slot], bool]] = []
+        while (frame := src_q.get()) is not DONE:
+            self.frames_in += 1
+            if plan is None:
+                plan = Plan(self.target.rate, frame.time)
+            if prev is not None:
+                cut = self.opts.scene_threshold > 0 and scenes.is_cut(prev.thumb, frame.thumb,
+                                                                      self.opts.scene_threshold)
+                self.cuts += cut
+                batch.append((prev, frame, plan.slots(prev.time, frame.time), cut))
+                if sum(1 for p in batch if not p[3]) >= self.engine.batch_size:
+                    self.flush(batch, out_q)
+                    batch = []
+            prev = frame
+        if prev is None:
+            raise InputError(f"{self.info.path}: no frames could be decoded")
+        self.flush(batch, out_q)
+        end = None
+        if end_hold:
+            dur = prev.duration or 1 / self.info.rate
+            end = prev.time + dur
+        for slot in plan.tail(prev.time, end):
+            self.emit(out_q, slot.index, prev.image, prev.original)
+
+    def emit(self, q: ByteQueue, index: int, image: np.ndarray, original) -> None:
+        q.put((index, image, original), image.nbytes)
+        self.frames_out += 1
+        if self.progress:
+            self.progress(self.frames_out)
+
+    def flush(self, batch, q: ByteQueue) -> None:
+        from .engine import Request
+
+        need = [i for i, (_, _, slots, cut) in enumerate(batch) if not cut and any(s.t for s in slots)]
+        made: dict[tuple[int, Fraction], np.ndarray] = {}
+        if need:
+            h, w = batch[0][0].image.shape[:2]
+            a = self.engine.to_tensor([batch[i][0].image for i in need])
+            b = self.engine.to_tensor([batch[i][1].image for i in need])
+            reqs = [Request(j, s.t) for j, i in enumerate(need) for s in batch[i][2] if s.t]
+            outs = self.engine.make(a, b, reqs)
+            dtype = batch[0][0].image.dtype
+            for r, o in zip(reqs, outs):
+                made[(need[r.pair], r.t)] = self.engine.to_arrays(o, h, w, dtype)[0]
+        for i, (p, n, slots, cut) in enumerate(batch):
+            for s in slots:
+                if s.t == 0 or (cut and s.t <= Fraction(1, 2)):
+                    self.emit(q, s.index, p.image, p.original)
+                elif cut:
+                    self.emit(q, s.index, n.image, n.original)
+                else:
+                    self.emit(q, s.index, self.finish(made[(i, s.t)], p, n, s.t), None)
+
+    def finish(self, color: np.ndarray, p: SourceFrame, n: SourceFrame, t: Fraction) -> np.ndarray:
+        """Back to the source's layout (gray, alpha) and, for --montage, the original on the left."""
+        img = p.image
+        if img.ndim == 2 or img.shape[2] == 4:
+            alpha = blend_alpha(img[:, :, 3], n.image[:, :, 3], float(t)) if img.ndim == 3 else None
+            color = merge(color, alpha, img.ndim == 2)
+        if self.opts.montage:
+            half = color.shape[1] // 2
+            color = color.copy()
+            color[:, :half] = img[:, :half]
+        return color
+
+
+def interpolate_video(
+    input: str | Path,
+    output: str | Path | None = None,
+    *,
+    output_dir: str | Path | None = None,
+    engine_factory: Callable[[bool], object] | None = None,
+    progress: Callable[[int], None] | None = None,
+    total: Callable[[int | None], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+    **options,
+) -> Summary:
+    """Interpolate one video or image directory. Options are those of `Options` plus, when no
+    engine_factory is given, those of `Interpolator` (model, device, precision, scale, batch_size)."""
+    started = clock.perf_counter()
+    warn = warn or (lambda msg: None)
+    engine_keys = {"model", "device", "precision", "scale", "batch_size", "offline", "notice"}
+    engine_opts = {k: options.pop(k) for k in list(options) if k in engine_keys}
+    opts = Options(**options)
+    inp = Path(input)
+    info = probe(inp)
+    try:
+        fps = parse_rate(opts.fps) if isinstance(opts.fps, str) else opts.fps
+        target = make_target(info.rate, opts.exp, opts.multi, fps, opts.slowmo)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    png = opts.png or info.is_images or (output is not None and str(output).endswith(os.sep))
+    if output is not None:
+        out = Path(output)
+    else:
+        out = default_output(info, target.label(), png)
+        if output_dir is not None:
+            out = Path(output_dir) / out.name
+    if not png:
+        from .video.sink import EncodeOptions, check_encoder
+
+        enc = EncodeOptions(opts.codec, opts.crf, opts.preset, opts.pix_fmt)
+        check_encoder(out, enc)
+    check_output(out, opts.force, inp)
+    clean_leftovers(out)
+
+    f = target.factor
+    need_any = f.denominator != 1 or (f.numerator & (f.numerator - 1)) != 0 or info.vfr
+    if engine_factory is None:
+        from .engine import Interpolator
+
+        def engine_factory(need):
+            from .models.loading import resolve_default
+            from .models.registry import TIMESTEP_MODEL
+
+            kw = dict(engine_opts)
+            if need and resolve_default(kw.get("model")) is None:
+                kw["model"] = TIMESTEP_MODEL
+            return Interpolator(**kw)
+
+    engine = engine_factory(need_any)
+    if info.frames and total:
+        total(int(info.frames * f) if not png else int((info.frames - 1) * f) + 1)
+
+    run = _Run(info, out, target, engine, opts, png, progress, warn)
+    video_tmp, part = temp_paths(out)
+    if png:
+        from .video.sink import ImageSink
+
+        sink = ImageSink(part, info.bits)
+    else:
+        from .video.sink import VideoSink
+
+        sink = VideoSink(video_tmp, info.width, info.height, target.write_rate, _colour(info), info.bits, enc)
+    src_q = ByteQueue(opts.queue_bytes, run.cancel)
+    out_q = ByteQueue(opts.queue_bytes, run.cancel)
+    reader = Worker("reader", lambda: run.read(src_q), run.cancel)
+    writer = Worker("writer", lambda: run.write(out_q, sink), run.cancel)
+    audio: list[str] = []
+    ok = False
+    try:
+        reader.start()
+        writer.start()
+        try:
+            run.infer(src_q, out_q, end_hold=not png)
+            out_q.put(DONE)
+        except Cancelled:
+            pass  # a worker failed and cancelled the run; its own error is raised below
+        except BaseException:
+            run.cancel.set()
+            raise
+        finally:
+            _join(reader, writer)
+        reader.check()
+        writer.check()
+        if run.cancel.is_set():
+            raise OutputError(f"{out}: run cancelled")
+        sink.close()
+        if png:
+            if out.exists() and opts.force:
+                shutil.rmtree(out) if out.is_dir() else out.unlink()
+            os.replace(part, out)
+        else:
+            from .video.mux import mux
+            from .video.sink import container_of
+
+            keep = not opts.slowmo and (info.has_audio or info.has_subtitles)
+            if opts.slowmo and info.has_audio:
+                warn("--slowmo: audio dropped (its duration would not match)")
+            report = mux(video_tmp, inp if keep else None, part, container_of(out), warn)
+            audio = report.audio
+            os.replace(part, out)
+        ok = True
+    finally:
+        if not ok:
+            sink.abort()
+        for p in (video_tmp, part):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+
+    duration = Fraction(run.frames_out) / target.write_rate
+    return Summary(
+        input=str(inp), output=str(out), frames_in=run.frames_in, frames_out=run.frames_out,
+        fps_in=_rate_text(info.rate), fps_out=_rate_text(target.write_rate), duration=float(duration),
+        scene_cuts=run.cuts, seconds=round(clock.perf_counter() - started, 3),
+        device=str(engine.torch_device), model=engine.source.label, precision=engine.precision, audio=audio,
+    )
+
+
+def _colour(info: SourceInfo):
+    from .video.source import Colour, guess_matrix
+
+    if info.colour is not None:
+        return info.colour
+    m = guess_matrix(info.height)  # image sequences: tag as the untagged-source convention says
+    return Colour(m, 1, 1 if m == 1 else 6, 1 if m == 1 else 6, False)
+
+
+def _join(*threads: Worker) -> None:
+    """Wait for the workers; after a cancel they notice within 0.1 s (queue waits poll)."""
+    for t in threads:
+        while t.is_alive():
+            t.join(0.1)

@@ -1,0 +1,36 @@
+"""Scene-cut detection between consecutive frames: SSIM of small grayscale thumbnails."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# Below this similarity two frames are taken to be different shots (the reference uses 0.2 too).
+DEFAULT_THRESHOLD = 0.2
+THUMB = 32
+
+
+def thumbnail(image: np.ndarray) -> np.ndarray:
+    """32x32 grayscale float in [0, 1], the only thing the detector keeps per frame."""
+    img = image
+    if img.ndim == 3:
+        img = cv2.cvtColor(np.ascontiguousarray(img[:, :, :3]), cv2.COLOR_BGR2GRAY)
+    small = cv2.resize(img, (THUMB, THUMB), interpolation=cv2.INTER_AREA).astype(np.float64)
+    top = 65535.0 if image.dtype == np.uint16 else (1.0 if image.dtype == np.float32 else 255.0)
+    return small / top
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM over 7x7 Gaussian windows (sigma 1.5) of two thumbnails."""
+    c1, c2 = 0.01**2, 0.03**2
+    blur = lambda x: cv2.GaussianBlur(x, (7, 7), 1.5)  # noqa: E731
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a**2
+    var_b = blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    ssim = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return float(ssim.mean())
+
+
+def is_cut(a: np.ndarray, b: np.ndarray, threshold: float) -> bool:
+    return threshold > 0 and similarity(a, b) < threshold

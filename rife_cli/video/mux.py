@@ -1,0 +1,133 @@
+"""The final file: the encoded video plus the source's audio, subtitles and chapters, by stream copy."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from .sink import supported_codecs
+
+# Re-encoding target per container when the source's audio codec cannot be copied into it.
+AUDIO_FALLBACK = {"mp4": "aac", "mov": "aac", "webm": "libopus", "matroska": "aac"}
+
+
+@dataclass
+class MuxReport:
+    audio: list[str] = field(default_factory=list)  # codec names, "a->b" when re-encoded
+    subtitles: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Route:
+    out: av.stream.Stream
+    resampler: av.AudioResampler | None = None  # set when the stream is re-encoded
+
+
+def _packets(container, streams, gid: int):
+    """(time, input id, order, packet) for the given streams, in file order."""
+    for n, packet in enumerate(container.demux(streams)):
+        if packet.size == 0:
+            continue
+        t = packet.dts if packet.dts is not None else packet.pts
+        time = Fraction(t) * packet.time_base if t is not None and packet.time_base else Fraction(0)
+        yield time, gid, n, packet
+
+
+def mux(video_path: Path, source: Path | None, out: Path, fmt: str, warn: Callable[[str], None]) -> MuxReport:
+    """Write `out` (format `fmt`) from the encoded video and, if `source` is given, its other streams."""
+    report = MuxReport()
+    with av.open(str(video_path)) as vin, av.open(str(out), "w", format=fmt) as dst:
+        vs = vin.streams.video[0]
+        routes = {vs: Route(dst.add_stream_from_template(vs))}
+        feeds = [_packets(vin, [vs], 0)]
+        src = _open_quietly(source, warn) if source is not None else None
+        try:
+            if src is not None:
+                extra = _map_streams(src, dst, fmt, report, warn)
+                routes.update(extra)
+                if extra:
+                    feeds.append(_packets(src, list(extra), 1))
+                _copy_chapters(src, dst, warn)
+            for _, _, _, packet in heapq.merge(*feeds, key=lambda x: x[:3]):
+                route = routes[packet.stream]
+                if route.resampler is None:
+                    packet.stream = route.out
+                    dst.mux(packet)
+                else:
+                    _transcode(packet, route, dst, warn)
+            for route in routes.values():
+                if route.resampler is not None:
+                    dst.mux(route.out.encode(None))
+        finally:
+            if src is not None:
+                src.close()
+    return report
+
+
+def _open_quietly(path: Path, warn):
+    try:
+        return av.open(str(path))
+    except av.FFmpegError as exc:
+        warn(f"audio not carried over: {exc}")
+        return None
+
+
+def _copy_chapters(src, dst, warn) -> None:
+    try:
+        chapters = src.chapters()
+        if chapters:
+            dst.set_chapters(chapters)
+    except (av.FFmpegError, AttributeError, TypeError, ValueError) as exc:
+        warn(f"chapters not carried over: {exc}")
+
+
+def _map_streams(src, dst, fmt, report: MuxReport, warn) -> dict:
+    ok = supported_codecs(fmt)
+    routes = {}
+    for s in itertools.chain(src.streams.audio, src.streams.subtitles):
+        name = s.codec_context.name
+        if name in ok:
+            try:
+                routes[s] = Route(dst.add_stream_from_template(s))
+                (report.audio if s.type == "audio" else report.subtitles).append(name)
+                continue
+            except (av.FFmpegError, ValueError) as exc:
+                warn(f"stream {s.index} ({name}) not copied: {exc}")
+        if s.type != "audio":
+            warn(f"subtitle stream {s.index} ({name}) cannot go into .{fmt}; dropped")
+            report.dropped.append(name)
+            continue
+        codec = AUDIO_FALLBACK.get(fmt, "aac")
+        try:
+            rate = s.codec_context.sample_rate or 48000
+            if codec == "libopus" and rate not in (8000, 12000, 16000, 24000, 48000):
+                rate = 48000
+            o = dst.add_stream(codec, rate=rate)
+            layout = s.codec_context.layout.name if s.codec_context.layout else "stereo"
+            o.layout = layout
+            sample_fmt = o.codec_context.codec.audio_formats[0].name
+            o.format = sample_fmt
+            routes[s] = Route(o, av.AudioResampler(format=sample_fmt, layout=layout, rate=rate))
+            report.audio.append(f"{name}->{codec}")
+            warn(f"audio stream {s.index} ({name}) cannot go into .{fmt}; re-encoded as {codec}")
+        except (av.FFmpegError, ValueError) as exc:
+            warn(f"audio stream {s.index} ({name}) dropped: {exc}")
+            report.dropped.append(name)
+    return routes
+
+
+def _transcode(packet, route: Route, dst, warn) -> None:
+    try:
+        for frame in packet.decode():
+            for f in route.resampler.resample(frame):
+                f.pts = None
+                dst.mux(route.out.encode(f))
+    except av.FFmpegError as exc:
+        warn(f"audio packet skipped: {exc}")

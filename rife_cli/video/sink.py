@@ -1,0 +1,168 @@
+"""Writing frames: a video stream encoded with PyAV, or a numbered PNG sequence."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from ..errors import OutputError, UsageError
+from .images import write_image
+from .source import Colour, sws_matrix
+
+CONTAINERS = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov", ".webm": "webm"}
+TEN_BIT = {"libx264": "yuv420p10le", "libx265": "yuv420p10le", "libsvtav1": "yuv420p10le",
+           "hevc_nvenc": "p010le", "av1_nvenc": "p010le", "ffv1": "yuv420p10le",
+           "prores_ks": "yuv422p10le", "libvpx-vp9": "yuv420p10le"}
+EIGHT_BIT = {"prores_ks": "yuv422p10le", "h264_nvenc": "yuv420p", "hevc_nvenc": "yuv420p",
+             "av1_nvenc": "yuv420p"}
+
+
+@dataclass
+class EncodeOptions:
+    codec: str = "libx264"
+    crf: int | None = None
+    preset: str | None = None
+    pix_fmt: str | None = None
+
+
+def container_of(path: Path) -> str | None:
+    return CONTAINERS.get(path.suffix.lower())
+
+
+def supported_codecs(fmt: str) -> set[str]:
+    """Codec names FFmpeg's muxer for `fmt` accepts (asked of FFmpeg, not kept in a table)."""
+    with av.open("/dev/null", "w", format=fmt) as c:
+        return set(c.supported_codecs)
+
+
+def check_encoder(path: Path, opts: EncodeOptions) -> None:
+    """Before any work: the codec exists in this FFmpeg and the container can hold it."""
+    if opts.codec not in av.codecs_available:
+        raise UsageError(f"--codec {opts.codec}: this FFmpeg has no such encoder")
+    try:
+        av.codec.Codec(opts.codec, "w")
+    except (av.FFmpegError, ValueError):
+        raise UsageError(f"--codec {opts.codec}: not an encoder in this FFmpeg") from None
+    fmt = container_of(path)
+    if fmt is None:
+        raise UsageError(f"-o {path}: unknown container {path.suffix!r}; use .mp4, .mkv, .mov or .webm")
+    if opts.codec not in supported_codecs(fmt):
+        raise UsageError(f"--codec {opts.codec} cannot go into {path.suffix}; use .mkv or another codec")
+    if opts.pix_fmt:
+        try:
+            av.VideoFormat(opts.pix_fmt)
+        except (ValueError, av.FFmpegError):
+            raise UsageError(f"--pix-fmt {opts.pix_fmt}: unknown pixel format") from None
+
+
+def default_pix_fmt(codec: str, bits: int) -> str:
+    if bits > 8:
+        return TEN_BIT.get(codec, "yuv420p10le")
+    return EIGHT_BIT.get(codec, "yuv420p")
+
+
+class VideoSink:
+    """One video stream into a file (no audio: that is muxed afterwards by stream copy)."""
+
+    def __init__(self, path: Path, width: int, height: int, rate: Fraction, colour: Colour,
+                 bits: int, opts: EncodeOptions, threads: int = 0):
+        self.path = path
+        self.colour = colour
+        self.pix_fmt = opts.pix_fmt or default_pix_fmt(opts.codec, bits)
+        try:
+            self.container = av.open(str(path), "w", format="matroska")
+            s = self.container.add_stream(opts.codec, rate=rate)
+            s.width, s.height = width, height
+            s.pix_fmt = self.pix_fmt
+            s.time_base = self.time_base = 1 / rate
+            cc = s.codec_context
+            cc.colorspace, cc.color_range = colour.matrix, colour.range
+            cc.color_primaries, cc.color_trc = colour.primaries, colour.transfer
+            options = {}
+            if opts.crf is not None:
+                options["crf" if not opts.codec.endswith("nvenc") else "cq"] = str(opts.crf)
+            if opts.preset:
+                options["preset"] = opts.preset
+            if opts.codec == "libx264":
+                options.setdefault("preset", "fast")
+            cc.options = options
+            if threads:
+                cc.thread_count = threads
+            self.stream = s
+        except (av.FFmpegError, ValueError) as exc:
+            self._abort()
+            raise OutputError(f"{path}: cannot open the {opts.codec} encoder ({exc})") from None
+        self.count = 0
+
+    def _abort(self):
+        c = getattr(self, "container", None)
+        if c is not None:
+            try:
+                c.close()
+            except av.FFmpegError:
+                pass
+
+    def _convert(self, frame: av.VideoFrame, from_rgb: bool) -> av.VideoFrame:
+        m = sws_matrix(self.colour.matrix)
+        return frame.reformat(
+            format=self.pix_fmt,
+            src_colorspace=m,
+            dst_colorspace=m,
+            src_color_range=2 if from_rgb else self.colour.range,
+            dst_color_range=self.colour.range,
+            interpolation="BICUBIC",
+        )
+
+    def write(self, index: int, image: np.ndarray | None, original: av.VideoFrame | None) -> None:
+        """Frame `index` from a BGR array, or a decoded source frame passed through untouched."""
+        if original is not None:
+            frame = original if original.format.name == self.pix_fmt else self._convert(original, False)
+        else:
+            fmt = "bgr48le" if image.dtype == np.uint16 else "bgr24"
+            frame = self._convert(av.VideoFrame.from_ndarray(image, format=fmt), True)
+        frame.pts = index
+        frame.time_base = self.time_base
+        frame.pict_type = av.video.frame.PictureType.NONE
+        frame.color_range = self.colour.range
+        self._mux(self.stream.encode(frame))
+        self.count += 1
+
+    def _mux(self, packets):
+        try:
+            self.container.mux(packets)
+        except OSError as exc:
+            raise OutputError(f"{self.path}: write failed ({exc.strerror or exc})") from None
+
+    def close(self) -> None:
+        self._mux(self.stream.encode(None))
+        self.container.close()
+
+    def abort(self) -> None:
+        self._abort()
+
+
+class ImageSink:
+    """A numbered PNG sequence written into a temporary directory, renamed as a whole at the end."""
+
+    def __init__(self, folder: Path, bits: int):
+        self.folder = folder
+        self.sixteen = bits > 8
+        self.count = 0
+        folder.mkdir(parents=True)
+
+    def write(self, index: int, image: np.ndarray, original=None) -> None:
+        if self.sixteen and image.dtype == np.uint8:
+            image = image.astype(np.uint16) * 257
+        write_image(self.folder / f"{index:08d}.png", image)
+        self.count += 1
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
