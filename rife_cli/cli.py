@@ -193,8 +193,9 @@ def _install_sigterm():
 @click.option("--montage", is_flag=True, help="Left half original (held), right half interpolated.")
 @click.option("--png", is_flag=True, help="Write a numbered PNG sequence (16-bit for >8-bit sources).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
-@click.option("--codec", default="libx264", show_default=True,
-              help="libx264, libx265, libsvtav1, ffv1, prores_ks, h264_nvenc, hevc_nvenc, av1_nvenc.")
+@click.option("--codec", default=None,
+              help="libx264 (default; libsvtav1 for .webm), libx265, libsvtav1, ffv1, prores_ks, "
+              "h264_nvenc, hevc_nvenc, av1_nvenc.")
 @click.option("--crf", type=int, default=None, help="Encoder quality (x264/x265 default 23/28).")
 @click.option("--preset", default=None, help="Encoder preset (x264 default here: fast).")
 @click.option("--pix-fmt", default=None, help="Output pixel format (default: yuv420p, or yuv420p10le for >8-bit).")

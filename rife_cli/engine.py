@@ -109,6 +109,7 @@ class Interpolator:
     batch_size: int = 0  # 0: chosen from free memory (CUDA) or 4 (CPU)
     offline: bool = False
     notice: Callable[[str], None] | None = None
+    network: torch.nn.Module | None = None  # a ready network instead of weights (family, pad_base set)
     source: ModelSource = field(init=False)
 
     def __post_init__(self):
@@ -118,8 +119,12 @@ class Interpolator:
         self.precision = pick_precision(self.precision, self.torch_device)
         if self.precision == "fp16" and self.torch_device.type == "cpu":
             raise UsageError("--precision fp16 is for CUDA; on the CPU use bf16 or fp32")
-        self.source = resolve(self.model, self.offline, self.notice)
-        net = load_network(self.source.path)
+        if self.network is not None:
+            net = self.network.eval()
+            self.source = ModelSource(Path("<network>"), self.model or type(net).__name__, True)
+        else:
+            self.source = resolve(self.model, self.offline, self.notice)
+            net = load_network(self.source.path)
         self.family: str = net.family
         self.channels_last = self.precision != "fp32"
         if self.channels_last:

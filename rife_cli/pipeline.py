@@ -57,7 +57,7 @@ class Options:
     montage: bool = False
     png: bool = False
     force: bool = False
-    codec: str = "libx264"
+    codec: str | None = None
     crf: int | None = None
     preset: str | None = None
     pix_fmt: str | None = None
@@ -78,7 +78,7 @@ def default_output(info: SourceInfo, label: str, png: bool) -> Path:
 
 def temp_paths(out: Path) -> tuple[Path, Path]:
     """(encoded video, final part) beside the target: same filesystem, so the rename is atomic."""
-    return out.with_name(f".{out.name}{TMP_TAG}.video.mkv"), out.with_name(f".{out.name}{TMP_TAG}{out.suffix}")
+    return out.with_name(f".{out.name}{TMP_TAG}.video{out.suffix}"), out.with_name(f".{out.name}{TMP_TAG}{out.suffix}")
 
 
 def clean_leftovers(out: Path) -> None:
@@ -263,9 +263,10 @@ def interpolate_video(
 
         sink = ImageSink(part, info.bits)
     else:
-        from .video.sink import VideoSink
+        from .video.sink import VideoSink, container_of
 
-        sink = VideoSink(video_tmp, info.width, info.height, target.write_rate, _colour(info), info.bits, enc)
+        sink = VideoSink(video_tmp, info.width, info.height, target.write_rate, _colour(info), info.bits, enc,
+                         container_of(out))
     src_q = ByteQueue(opts.queue_bytes, run.cancel)
     out_q = ByteQueue(opts.queue_bytes, run.cancel)
     reader = Worker("reader", lambda: run.read(src_q), run.cancel)
@@ -296,7 +297,6 @@ def interpolate_video(
             os.replace(part, out)
         else:
             from .video.mux import mux
-            from .video.sink import container_of
 
             keep = not opts.slowmo and (info.has_audio or info.has_subtitles)
             if opts.slowmo and info.has_audio:

@@ -1,4 +1,4 @@
-"""Scene-cut detection between consecutive frames: SSIM of small grayscale thumbnails."""
+"""Scene-cut detection between consecutive frames: SSIM of small colour thumbnails."""
 
 from __future__ import annotations
 
@@ -11,17 +11,15 @@ THUMB = 32
 
 
 def thumbnail(image: np.ndarray) -> np.ndarray:
-    """32x32 grayscale float in [0, 1], the only thing the detector keeps per frame."""
-    img = image
-    if img.ndim == 3:
-        img = cv2.cvtColor(np.ascontiguousarray(img[:, :, :3]), cv2.COLOR_BGR2GRAY)
+    """32x32 colour (BGR) float in [0, 1], the only thing the detector keeps per frame."""
+    img = image if image.ndim == 2 else np.ascontiguousarray(image[:, :, :3])
     small = cv2.resize(img, (THUMB, THUMB), interpolation=cv2.INTER_AREA).astype(np.float64)
     top = 65535.0 if image.dtype == np.uint16 else (1.0 if image.dtype == np.float32 else 255.0)
     return small / top
 
 
 def similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean SSIM over 7x7 Gaussian windows (sigma 1.5) of two thumbnails."""
+    """Mean SSIM over 7x7 Gaussian windows (sigma 1.5) and channels of two thumbnails."""
     c1, c2 = 0.01**2, 0.03**2
     blur = lambda x: cv2.GaussianBlur(x, (7, 7), 1.5)  # noqa: E731
     mu_a, mu_b = blur(a), blur(b)

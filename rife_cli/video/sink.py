@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import OutputError, UsageError
 from .images import write_image
-from .source import Colour, sws_matrix
+from .source import SWS_FLAGS, Colour, sws_matrix
 
 CONTAINERS = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov", ".webm": "webm"}
 TEN_BIT = {"libx264": "yuv420p10le", "libx265": "yuv420p10le", "libsvtav1": "yuv420p10le",
@@ -22,9 +22,12 @@ EIGHT_BIT = {"prores_ks": "yuv422p10le", "h264_nvenc": "yuv420p", "hevc_nvenc": 
              "av1_nvenc": "yuv420p"}
 
 
+DEFAULT_CODEC = {"webm": "libsvtav1"}  # else libx264
+
+
 @dataclass
 class EncodeOptions:
-    codec: str = "libx264"
+    codec: str | None = None  # None: libx264, or what the container needs (see DEFAULT_CODEC)
     crf: int | None = None
     preset: str | None = None
     pix_fmt: str | None = None
@@ -42,6 +45,8 @@ def supported_codecs(fmt: str) -> set[str]:
 
 def check_encoder(path: Path, opts: EncodeOptions) -> None:
     """Before any work: the codec exists in this FFmpeg and the container can hold it."""
+    if opts.codec is None:
+        opts.codec = DEFAULT_CODEC.get(container_of(path), "libx264")
     if opts.codec not in av.codecs_available:
         raise UsageError(f"--codec {opts.codec}: this FFmpeg has no such encoder")
     try:
@@ -70,12 +75,13 @@ class VideoSink:
     """One video stream into a file (no audio: that is muxed afterwards by stream copy)."""
 
     def __init__(self, path: Path, width: int, height: int, rate: Fraction, colour: Colour,
-                 bits: int, opts: EncodeOptions, threads: int = 0):
+                 bits: int, opts: EncodeOptions, fmt: str = "matroska", threads: int = 0):
         self.path = path
         self.colour = colour
         self.pix_fmt = opts.pix_fmt or default_pix_fmt(opts.codec, bits)
         try:
-            self.container = av.open(str(path), "w", format="matroska")
+            # The final container's own format: Matroska would round an MP4's exact 1001 rates to ms.
+            self.container = av.open(str(path), "w", format=fmt)
             s = self.container.add_stream(opts.codec, rate=rate)
             s.width, s.height = width, height
             s.pix_fmt = self.pix_fmt
@@ -115,7 +121,7 @@ class VideoSink:
             dst_colorspace=m,
             src_color_range=2 if from_rgb else self.colour.range,
             dst_color_range=self.colour.range,
-            interpolation="BICUBIC",
+            interpolation=SWS_FLAGS,
         )
 
     def write(self, index: int, image: np.ndarray | None, original: av.VideoFrame | None) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import Interpolation
 
 from ..errors import InputError
 from .images import list_images, read_image
@@ -60,6 +61,12 @@ class SourceFrame:
 def _bits(pix_fmt: str) -> int:
     desc = av.VideoFormat(pix_fmt)
     return max(c.bits for c in desc.components) if desc.components else 8
+
+
+# Accurate rounding and full chroma resolution: without them swscale shifts YUV<->RGB round trips
+# by 1-4 code values (grey 29 came back as 24,27,25), so made frames would flicker against originals.
+SWS_FLAGS = (Interpolation.BICUBIC | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
+             | Interpolation.FULL_CHR_H_INP)
 
 
 def sws_matrix(matrix: int) -> int:
@@ -153,7 +160,7 @@ def read_frames(info: SourceInfo, warn=None) -> Iterator[SourceFrame]:
                     src_colorspace=sws_matrix(colour.matrix),
                     src_color_range=colour.range,
                     dst_color_range=2,
-                    interpolation="BICUBIC",
+                    interpolation=SWS_FLAGS,
                 )
                 dur = Fraction(frame.duration) * tb if frame.duration else None
                 yield SourceFrame(index, time, dur, rgb.to_ndarray(), frame)
