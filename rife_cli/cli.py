@@ -38,6 +38,8 @@ def reported(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise  # Click prints these itself (usage errors: exit 2)
         except RifeError as exc:
             if debug():
                 raise

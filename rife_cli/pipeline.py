@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import scenes
-from .errors import InputError, OutputError, UsageError
+from .errors import InputError, ModelError, OutputError, UsageError
 from .timing import Plan, Slot, make_target, parse_rate
 from .video.images import blend_alpha, merge
 from .video.source import SourceFrame, SourceInfo, probe, read_frames
@@ -253,6 +253,10 @@ def interpolate_video(
             return Interpolator(**kw)
 
     engine = engine_factory(need_any)
+    if need_any and not engine.any_timestep:
+        why = "a variable-frame-rate source" if info.vfr else f"a {float(f):g}x factor"
+        raise ModelError(f"model {engine.source.label} makes only midpoints and cannot serve {why}; "
+                         "use --model v4.0")
     if info.frames and total:
         total(int(info.frames * f) if not png else int((info.frames - 1) * f) + 1)
 

@@ -1,0 +1,83 @@
+"""`rife interpolate` through Click's runner: real weights on a tiny clip, and the error paths."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from clips import decode, make_video
+from rife_cli.cli import main
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    d = tmp_path_factory.mktemp("clip")
+    return make_video(d / "clip.mp4", n=6, w=96, h=64, audio=True)
+
+
+def test_exp1_real_model_json(clip):
+    res = run("interpolate", clip, "--exp", "1", "--json", "--quiet", "--force", "--precision", "fp32")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    out = clip.with_name("clip_2x_50fps.mp4")
+    assert summary["output"] == str(out) and summary["frames_out"] == 12 and summary["model"] == "v3.6"
+    assert summary["fps_in"] == "25" and summary["fps_out"] == "50"
+    frames, _, info = decode(out)
+    assert len(frames) == 12 and info["audio"][0][0] == "aac"
+
+
+def test_multi3_uses_v4(clip, tmp_path):
+    res = run("interpolate", clip, "--multi", "3", "-o", tmp_path / "o.mkv", "--json", "-q")
+    assert res.exit_code == 0, res.output
+    assert "using model v4.0" in res.stderr
+    assert json.loads(res.stdout)["frames_out"] == 18
+
+
+def test_explicit_v3_refuses_multi3_before_work(clip, tmp_path):
+    res = run("interpolate", clip, "--multi", "3", "--model", "v3.6", "-o", tmp_path / "o.mp4")
+    assert res.exit_code == 1
+    assert "--model v4.0" in res.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "args,code,msg",
+    [
+        (["--exp", "0"], 2, "--exp 0"),
+        (["--exp", "1", "--fps", "60"], 2, "exclude"),
+        (["--fps", "10"], 2, "below the source rate"),
+        (["--fps", "abc"], 2, "not a frame rate"),
+        (["--multi", "1"], 2, "--multi 1"),
+    ],
+)
+def test_usage_errors_exit_2(clip, tmp_path, args, code, msg):
+    res = run("interpolate", clip, "-o", tmp_path / "o.mp4", *args)
+    assert res.exit_code == code, res.output
+    assert msg in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_bad_inputs_one_line(tmp_path):
+    (tmp_path / "text.mp4").write_text("hello, not a video\n" * 20)
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "nothing").mkdir()
+    for name, msg in (("missing.mp4", "no such file"), ("text.mp4", "not a readable video"),
+                      ("empty.mp4", "empty file"), ("nothing", "no images")):
+        res = run("interpolate", tmp_path / name, "-q")
+        assert res.exit_code == 1, (name, res.output)
+        assert msg in res.stderr, (name, res.stderr)
+        assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.output
+
+
+def test_several_inputs_one_failing(clip, tmp_path):
+    (tmp_path / "bad.mp4").write_text("junk")
+    res = run("interpolate", clip, tmp_path / "bad.mp4", "-o", tmp_path / "outdir", "-q", "--json")
+    assert res.exit_code == 3, res.output
+    summaries = json.loads(res.stdout)
+    assert len(summaries) == 1 and (tmp_path / "outdir" / "clip_2x_50fps.mp4").exists()
