@@ -288,6 +288,50 @@ def interpolate(inputs, output, exp, multi, fps, slowmo, scene_threshold, montag
         sys.exit(EXIT_SOME_FAILED if results else EXIT_FAILED)
 
 
+@main.command()
+@click.option("--size", "sizes", multiple=True, default=["1280x720"], show_default=True,
+              help="Frame size WxH (repeatable).")
+@click.option("--batch-size", type=int, default=0, help="Pairs per forward (default: from free memory).")
+@click.option("--compile", "use_compile", is_flag=True, help="torch.compile the network.")
+@click.option("--frames", type=int, default=6, show_default=True, help="Frames in the generated clip.")
+@click.option("--rounds", type=int, default=2, show_default=True, help="Alternating rounds; medians reported.")
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@model_options
+@reported
+def bench(sizes, batch_size, use_compile, frames, rounds, as_json, model, scale, uhd, device, precision, offline):
+    """Measure model-only pairs/s and end-to-end fps against a reference-like fp32 baseline.
+
+    The baseline (fp32, NCHW, one pair per forward, decode/infer/encode in one loop) runs in the
+    same process, alternated with ours; the ratio is what to quote.
+    """
+    import json
+
+    from .bench import machine, run_bench
+
+    if frames < 2:
+        raise click.UsageError("--frames must be 2 or more")
+    results = []
+    for size in sizes:
+        try:
+            w, h = (int(v) for v in size.lower().split("x"))
+        except ValueError:
+            raise click.UsageError(f"--size {size!r}: use WxH, e.g. 1920x1080") from None
+        r = run_bench(model, (w, h), precision, batch_size, use_compile, device, frames, rounds=rounds,
+                      log=lambda m: notice(m) if not as_json else None)
+        results.append(r)
+    if as_json:
+        click.echo(json.dumps({"machine": machine(), "results": [r.as_dict() for r in results]}, indent=1))
+        return
+    click.echo(f"machine: {machine()}")
+    for r in results:
+        click.echo(f"{r.size} {r.model} {r.device} {r.precision} batch {r.batch_size}"
+                   f"{' compiled' if r.compile else ''}: model {r.pairs_per_s:.3f} pairs/s "
+                   f"(baseline {r.baseline_pairs_per_s:.3f}, {r.model_ratio:.2f}x); end-to-end "
+                   f"{r.e2e_fps:.3f} fps (baseline {r.baseline_e2e_fps:.3f}, {r.e2e_ratio:.2f}x); "
+                   f"peak RSS {r.peak_rss_mib:.0f} MiB"
+                   + (f", peak GPU {r.peak_gpu_mib:.0f} MiB" if r.peak_gpu_mib is not None else ""))
+
+
 @main.group(invoke_without_command=True)
 @click.pass_context
 def models(ctx):

@@ -1,0 +1,192 @@
+"""`rife bench`: model-only and end-to-end speed against a reference-like baseline in the same run.
+
+The baseline is what the reference scripts do: fp32, contiguous (NCHW) tensors, one pair per
+forward, decode -> infer -> encode in one loop with no overlap.
+"""
+
+from __future__ import annotations
+
+import platform
+import resource
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+@dataclass
+class BenchResult:
+    size: str
+    model: str
+    device: str
+    precision: str
+    batch_size: int
+    compile: bool
+    pairs_per_s: float
+    baseline_pairs_per_s: float
+    e2e_fps: float
+    baseline_e2e_fps: float
+    peak_rss_mib: float
+    peak_gpu_mib: float | None
+
+    @property
+    def model_ratio(self) -> float:
+        return self.pairs_per_s / self.baseline_pairs_per_s
+
+    @property
+    def e2e_ratio(self) -> float:
+        return self.e2e_fps / self.baseline_e2e_fps
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d.update(model_ratio=round(self.model_ratio, 3), e2e_ratio=round(self.e2e_ratio, 3))
+        return d
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return f"{cpu}, {torch.get_num_threads()} threads{gpu}, torch {torch.__version__}"
+
+
+def synthetic_frames(w: int, h: int, n: int, seed: int = 0) -> list[np.ndarray]:
+    """Textured frames with a moving object and a panning background: real flow to estimate."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (h // 8 + 2, w // 8 + 2, 3), dtype=np.uint8)
+    import cv2
+
+    bg = cv2.resize(base, (w + 64, h + 64), interpolation=cv2.INTER_CUBIC)
+    frames = []
+    for i in range(n):
+        img = bg[(i * 2) % 64 : (i * 2) % 64 + h, (i * 3) % 64 : (i * 3) % 64 + w].copy()
+        x = (i * w // (4 * n)) % max(1, w - h // 3)
+        cv2.circle(img, (x + h // 6, h // 2), h // 6, (40, 200, 250), -1)
+        frames.append(img)
+    return frames
+
+
+def write_clip(path: Path, frames: list[np.ndarray], rate: int = 25) -> Path:
+    import av
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=rate)
+        s.height, s.width = frames[0].shape[:2]
+        s.pix_fmt = "yuv420p"
+        s.codec_context.options = {"crf": "16", "preset": "veryfast"}
+        for i, img in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(img, format="bgr24")
+            f.pts = i
+            c.mux(s.encode(f))
+        c.mux(s.encode(None))
+    return path
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def model_pairs_per_s(engine, frames: list[np.ndarray], repeats: int) -> float:
+    """Midpoints of consecutive pairs, `engine.batch_size` pairs per forward; warm-up excluded."""
+    from .engine import Request
+
+    x = engine.to_tensor(frames)
+    n = len(frames) - 1
+    bs = engine.batch_size
+
+    def one_pass():
+        for i in range(0, n, bs):
+            k = min(bs, n - i)
+            engine.make(x[i : i + k], x[i + 1 : i + 1 + k], [Request(j, Fraction(1, 2)) for j in range(k)])
+
+    engine.make(x[0:1], x[1:2], [Request(0, Fraction(1, 2))])  # warm-up (and compile)
+    _sync(engine.torch_device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        one_pass()
+    _sync(engine.torch_device)
+    return n * repeats / (time.perf_counter() - start)
+
+
+def baseline_e2e(engine, src: Path, out: Path) -> int:
+    """The reference's shape of loop: decode a frame, infer the pair, encode both, nothing overlapped."""
+    import av
+
+    from .engine import Request
+
+    n_out = 0
+    with av.open(str(src)) as inp, av.open(str(out), "w") as dst:
+        vs = inp.streams.video[0]
+        os_ = dst.add_stream("libx264", rate=vs.average_rate * 2)
+        os_.width, os_.height, os_.pix_fmt = vs.codec_context.width, vs.codec_context.height, "yuv420p"
+        os_.codec_context.options = {"preset": "fast"}
+        prev = None
+        for frame in inp.decode(vs):
+            img = frame.to_ndarray(format="bgr24")
+            if prev is not None:
+                h, w = img.shape[:2]
+                x = engine.to_tensor([prev, img])
+                mid = engine.to_arrays(engine.make(x[0:1], x[1:2], [Request(0, Fraction(1, 2))])[0], h, w)[0]
+                for im in (prev, mid):
+                    f = av.VideoFrame.from_ndarray(im, format="bgr24")
+                    f.pts = n_out
+                    dst.mux(os_.encode(f))
+                    n_out += 1
+            prev = img
+        f = av.VideoFrame.from_ndarray(prev, format="bgr24")
+        f.pts = n_out
+        dst.mux(os_.encode(f))
+        dst.mux(os_.encode(None))
+    return n_out + 1
+
+
+def run_bench(model: str | None, size: tuple[int, int], precision: str, batch_size: int, compile: bool,
+              device: str, frames: int, repeats: int = 1, rounds: int = 2, log=print) -> BenchResult:
+    from .engine import Interpolator
+    from .pipeline import interpolate_video
+
+    w, h = size
+    ours = Interpolator(model, device=device, precision=precision, batch_size=batch_size, compile=compile)
+    base = Interpolator(model, device=device, precision="fp32", batch_size=1, memory_format="contiguous")
+    imgs = synthetic_frames(w, h, frames)
+    if ours.torch_device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(ours.torch_device)
+
+    # Alternate baseline and ours so that drift in the machine's speed hits both alike.
+    m_ours, m_base, e_ours, e_base = [], [], [], []
+    with tempfile.TemporaryDirectory(prefix="rife-bench-") as tmp:
+        src = write_clip(Path(tmp) / "clip.mp4", imgs)
+        for r in range(rounds):
+            m_base.append(model_pairs_per_s(base, imgs, repeats))
+            m_ours.append(model_pairs_per_s(ours, imgs, repeats))
+            start = time.perf_counter()
+            n_base = baseline_e2e(base, src, Path(tmp) / "base.mp4")
+            e_base.append(n_base / (time.perf_counter() - start))
+            start = time.perf_counter()
+            s = interpolate_video(src, Path(tmp) / "ours.mp4", engine_factory=lambda need: ours, exp=1,
+                                  force=True)
+            e_ours.append(s.frames_out / (time.perf_counter() - start))
+            log(f"round {r + 1}/{rounds}: model {m_base[-1]:.3f} -> {m_ours[-1]:.3f} pairs/s, "
+                f"end-to-end {e_base[-1]:.3f} -> {e_ours[-1]:.3f} fps")
+    gpu = None
+    if ours.torch_device.type == "cuda":
+        gpu = torch.cuda.max_memory_allocated(ours.torch_device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return BenchResult(
+        size=f"{w}x{h}", model=ours.source.label, device=str(ours.torch_device), precision=ours.precision,
+        batch_size=ours.batch_size, compile=compile,
+        pairs_per_s=float(np.median(m_ours)), baseline_pairs_per_s=float(np.median(m_base)),
+        e2e_fps=float(np.median(e_ours)), baseline_e2e_fps=float(np.median(e_base)),
+        peak_rss_mib=rss, peak_gpu_mib=gpu,
+    )
