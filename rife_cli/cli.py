@@ -167,18 +167,29 @@ class _Progress:
             self.bar.close()
 
 
-def _install_sigterm():
+def _install_stop_handlers():
+    """First SIGINT/SIGTERM: finish the current pair, close the segment, exit 130/143.
+    A second one stops at once."""
     import signal
 
     from .errors import Interrupted
+    from .pipeline import StopRequest
 
-    def on_term(signum, frame):
-        raise Interrupted(EXIT_SIGTERM)
+    stop = StopRequest()
+
+    def on_signal(signum, frame):
+        code = EXIT_SIGTERM if signum == signal.SIGTERM else EXIT_SIGINT
+        if stop.is_set():
+            raise Interrupted(code)
+        stop.request(code)
+        notice("stopping after the current pair (again to quit at once)")
 
     try:
-        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
     except ValueError:
         pass  # not the main thread (embedded use): leave signals alone
+    return stop
 
 
 @main.command()
@@ -194,7 +205,9 @@ def _install_sigterm():
               help="Pairs less similar than this (SSIM of thumbnails) are cuts: nothing blended across. 0: off.")
 @click.option("--montage", is_flag=True, help="Left half original (held), right half interpolated.")
 @click.option("--png", is_flag=True, help="Write a numbered PNG sequence (16-bit for >8-bit sources).")
-@click.option("--force", is_flag=True, help="Overwrite an existing output.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output (and start over a --resume).")
+@click.option("--resume", is_flag=True,
+              help="Continue an interrupted run from its last finished segment instead of from zero.")
 @click.option("--codec", default=None,
               help="libx264 (default; libsvtav1 for .webm), libx265, libsvtav1, ffv1, prores_ks, "
               "h264_nvenc, hevc_nvenc, av1_nvenc.")
@@ -206,8 +219,8 @@ def _install_sigterm():
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @model_options
 @reported
-def interpolate(inputs, output, exp, multi, fps, slowmo, scene_threshold, montage, png, force, codec, crf,
-                preset, pix_fmt, batch_size, quiet, as_json, **model_opts):
+def interpolate(inputs, output, exp, multi, fps, slowmo, scene_threshold, montage, png, force, resume, codec,
+                crf, preset, pix_fmt, batch_size, quiet, as_json, **model_opts):
     """Interpolate videos (any file FFmpeg reads) or image directories to a higher frame rate.
 
     Output frame i sits at i / F_out; source frames pass through untouched, made frames fill the
@@ -240,7 +253,7 @@ def interpolate(inputs, output, exp, multi, fps, slowmo, scene_threshold, montag
             parse_rate(fps)
         except ValueError as exc:
             raise click.UsageError(f"--fps {exc}") from None
-    _install_sigterm()
+    stop = _install_stop_handlers()
     from .errors import Interrupted
     from .pipeline import interpolate_video
 
@@ -262,7 +275,8 @@ def interpolate(inputs, output, exp, multi, fps, slowmo, scene_threshold, montag
         bar = _Progress(quiet, inp.name)
         try:
             summary = interpolate_video(
-                inp, None if several else output, output_dir=out_dir, engine_factory=engine_for, progress=bar, total=bar.total, warn=notice,
+                inp, None if several else output, output_dir=out_dir, engine_factory=engine_for, progress=bar,
+                total=bar.total, warn=notice, stop=stop, resume=resume,
                 exp=exp, multi=multi, fps=fps, slowmo=slowmo, scene_threshold=scene_threshold,
                 montage=montage, png=png, force=force, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
             )

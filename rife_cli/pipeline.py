@@ -18,6 +18,7 @@ import numpy as np
 
 from . import scenes
 from .errors import InputError, ModelError, OutputError, UsageError
+from .resume import SEGMENT_FRAMES, SEGMENT_SECONDS
 from .timing import Plan, Slot, make_target, parse_rate
 from .video.images import blend_alpha, merge
 from .video.source import SourceFrame, SourceInfo, probe, read_frames
@@ -61,7 +62,10 @@ class Options:
     crf: int | None = None
     preset: str | None = None
     pix_fmt: str | None = None
+    resume: bool = False
     queue_bytes: int = QUEUE_BYTES
+    segment_frames: int = SEGMENT_FRAMES
+    segment_seconds: float = SEGMENT_SECONDS
 
 
 def _rate_text(rate: Fraction) -> str:
@@ -100,22 +104,53 @@ def check_output(out: Path, force: bool, inp: Path) -> None:
         raise OutputError(f"{out}: exists; use --force to overwrite")
 
 
+@dataclass
+class SegmentCut:
+    """Marker from inference to the writer: close the segment; the next starts at `next_src`."""
+
+    next_src: int
+    cuts: int
+
+
+class StopRequest:
+    """Set by a signal handler: finish the current pair, close the segment, then stop."""
+
+    def __init__(self):
+        self.event = threading.Event()
+        self.exit_code = 130
+
+    def request(self, exit_code: int) -> None:
+        self.exit_code = exit_code
+        self.event.set()
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+
 class _Run:
     """One input through the pipeline. Holds the threads, the temporaries and the counters."""
 
-    def __init__(self, info, out, target, engine, opts, png, progress, warn):
-        self.info, self.out, self.target, self.engine, self.opts = info, out, target, engine, opts
+    def __init__(self, info, target, engine, opts, png, progress, warn, skip_until=0, done_out=0,
+                 done_cuts=0, stop=None, clock=None):
+        self.info, self.target, self.engine, self.opts = info, target, engine, opts
         self.png, self.progress, self.warn = png, progress, warn
         self.cancel = threading.Event()
+        self.skip_until = skip_until
         self.frames_in = 0
-        self.frames_out = 0
-        self.cuts = 0
-        self.made_since = 0
+        self.frames_out = done_out
+        self.cuts = done_cuts
+        self.segment_cuts = 0
+        self.stop = stop
+        self.clock = clock
+        self.stopped = False
 
     # ----- reader
     def read(self, q: ByteQueue) -> None:
         try:
             for frame in read_frames(self.info, self.warn):
+                if frame.index < self.skip_until:
+                    q.put(_Skipped(frame.index, frame.time), 0)
+                    continue
                 if self.opts.scene_threshold > 0:
                     frame.thumb = scenes.thumbnail(frame.image)
                 q.put(frame, frame.image.nbytes * (2 if frame.original is not None else 1))
@@ -125,6 +160,10 @@ class _Run:
     # ----- writer
     def write(self, q: ByteQueue, sink) -> None:
         while (item := q.get()) is not DONE:
+            if isinstance(item, SegmentCut):
+                if hasattr(sink, "cut"):
+                    sink.cut(item.next_src, item.cuts)
+                continue
             index, image, original = item
             sink.write(index, image, None if self.png else original)
 
@@ -137,16 +176,31 @@ class _Run:
             self.frames_in += 1
             if plan is None:
                 plan = Plan(self.target.rate, frame.time)
+            if isinstance(frame, _Skipped):
+                continue  # inside a segment finished by an earlier run
             if prev is not None:
+                if self.stop is not None and self.stop.is_set() or self.clock is not None and self.clock.full():
+                    self.flush(batch, out_q)
+                    batch = []
+                    out_q.put(SegmentCut(prev.index, self.segment_cuts))
+                    self.segment_cuts = 0
+                    if self.clock is not None:
+                        self.clock.reset()
+                    if self.stop is not None and self.stop.is_set():
+                        self.stopped = True
+                        return
                 cut = self.opts.scene_threshold > 0 and scenes.is_cut(prev.thumb, frame.thumb,
                                                                       self.opts.scene_threshold)
                 self.cuts += cut
+                self.segment_cuts += cut
                 batch.append((prev, frame, plan.slots(prev.time, frame.time), cut))
                 if sum(1 for p in batch if not p[3]) >= self.engine.batch_size:
                     self.flush(batch, out_q)
                     batch = []
             prev = frame
         if prev is None:
+            if self.skip_until:
+                raise InputError(f"{self.info.path}: has fewer frames than the journal recorded")
             raise InputError(f"{self.info.path}: no frames could be decoded")
         self.flush(batch, out_q)
         end = None
@@ -155,10 +209,13 @@ class _Run:
             end = prev.time + dur
         for slot in plan.tail(prev.time, end):
             self.emit(out_q, slot.index, prev.image, prev.original)
+        out_q.put(SegmentCut(prev.index + 1, self.segment_cuts))
 
     def emit(self, q: ByteQueue, index: int, image: np.ndarray, original) -> None:
         q.put((index, image, original), image.nbytes)
         self.frames_out += 1
+        if self.clock is not None:
+            self.clock.count += 1
         if self.progress:
             self.progress(self.frames_out)
 
@@ -198,6 +255,14 @@ class _Run:
         return color
 
 
+@dataclass
+class _Skipped:
+    """A source frame already covered by a finished segment: only its place in time matters."""
+
+    index: int
+    time: Fraction
+
+
 def interpolate_video(
     input: str | Path,
     output: str | Path | None = None,
@@ -207,13 +272,14 @@ def interpolate_video(
     progress: Callable[[int], None] | None = None,
     total: Callable[[int | None], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    stop: StopRequest | None = None,
     **options,
 ) -> Summary:
     """Interpolate one video or image directory. Options are those of `Options` plus, when no
     engine_factory is given, those of `Interpolator` (model, device, precision, scale, batch_size)."""
     started = clock.perf_counter()
     warn = warn or (lambda msg: None)
-    engine_keys = {"model", "device", "precision", "scale", "batch_size", "offline", "notice"}
+    engine_keys = {"model", "device", "precision", "scale", "batch_size", "offline", "notice", "compile"}
     engine_opts = {k: options.pop(k) for k in list(options) if k in engine_keys}
     opts = Options(**options)
     inp = Path(input)
@@ -224,6 +290,8 @@ def interpolate_video(
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     png = opts.png or info.is_images or (output is not None and str(output).endswith(os.sep))
+    if opts.resume and png:
+        raise UsageError("--resume works for video outputs; PNG sequences are rewritten from the start")
     if output is not None:
         out = Path(output)
     else:
@@ -260,17 +328,29 @@ def interpolate_video(
     if info.frames and total:
         total(int(info.frames * f) if not png else int((info.frames - 1) * f) + 1)
 
-    run = _Run(info, out, target, engine, opts, png, progress, warn)
     video_tmp, part = temp_paths(out)
+    journal = None
     if png:
         from .video.sink import ImageSink
 
         sink = ImageSink(part, info.bits)
+        run = _Run(info, target, engine, opts, png, progress, warn, stop=stop)
     else:
+        from .resume import SegmentClock, SegmentedSink, open_journal
         from .video.sink import VideoSink, container_of
 
-        sink = VideoSink(video_tmp, info.width, info.height, target.write_rate, _colour(info), info.bits, enc,
-                         container_of(out))
+        fingerprint = {k: str(v) for k, v in asdict(opts).items() if k not in ("force", "resume", "queue_bytes")}
+        fingerprint.update(model=engine.source.label, precision=engine.precision, scale=str(engine.scale),
+                           codec=enc.codec)
+        journal = open_journal(out, inp, fingerprint, opts.resume, opts.force)
+        if journal.segments:
+            warn(f"resuming {out.name} after {journal.frames_out} frames ({len(journal.segments)} segments)")
+        colour = _colour(info)
+        sink = SegmentedSink(journal, lambda p: VideoSink(p, info.width, info.height, target.write_rate,
+                                                          colour, info.bits, enc, container_of(out)), out.suffix)
+        run = _Run(info, target, engine, opts, png, progress, warn, skip_until=journal.next_src,
+                   done_out=journal.frames_out, done_cuts=sum(s.cuts for s in journal.segments), stop=stop,
+                   clock=SegmentClock(opts.segment_frames, opts.segment_seconds))
     src_q = ByteQueue(opts.queue_bytes, run.cancel)
     out_q = ByteQueue(opts.queue_bytes, run.cancel)
     reader = Worker("reader", lambda: run.read(src_q), run.cancel)
@@ -283,6 +363,8 @@ def interpolate_video(
         try:
             run.infer(src_q, out_q, end_hold=not png)
             out_q.put(DONE)
+            if run.stopped:
+                run.cancel.set()  # the reader may be blocked on a full queue
         except Cancelled:
             pass  # a worker failed and cancelled the run; its own error is raised below
         except BaseException:
@@ -290,8 +372,12 @@ def interpolate_video(
             raise
         finally:
             _join(reader, writer)
-        reader.check()
         writer.check()
+        if run.stopped:
+            from .errors import Interrupted
+
+            raise Interrupted(stop.exit_code)
+        reader.check()
         if run.cancel.is_set():
             raise OutputError(f"{out}: run cancelled")
         sink.close()
@@ -305,9 +391,10 @@ def interpolate_video(
             keep = not opts.slowmo and (info.has_audio or info.has_subtitles)
             if opts.slowmo and info.has_audio:
                 warn("--slowmo: audio dropped (its duration would not match)")
-            report = mux(video_tmp, inp if keep else None, part, container_of(out), warn)
+            report = mux(sink.files(), inp if keep else None, part, container_of(out), warn)
             audio = report.audio
             os.replace(part, out)
+            shutil.rmtree(journal.folder, ignore_errors=True)
         ok = True
     finally:
         if not ok:

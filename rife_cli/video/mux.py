@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -40,23 +41,50 @@ def _packets(container, streams, gid: int):
         yield time, gid, n, packet
 
 
-def mux(video_path: Path, source: Path | None, out: Path, fmt: str, warn: Callable[[str], None]) -> MuxReport:
-    """Write `out` (format `fmt`) from the encoded video and, if `source` is given, its other streams."""
+def _segment_packets(paths: list[Path], ostream, gid: int):
+    """Video packets of the segments in order, as (time, input id, order, packet) for `ostream`.
+
+    Each segment was encoded on its own, so a decoding timestamp may step back at a joint by
+    the encoder's reorder delay; it is nudged forward (never past its pts) to stay monotonic."""
+    last_dts = None
+    n = 0
+    for path in paths:
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            for packet in c.demux(s):
+                if packet.size == 0:
+                    continue
+                tb = Fraction(packet.time_base)
+                if packet.dts is not None:
+                    if last_dts is not None and packet.dts * tb <= last_dts:
+                        packet.dts = min(packet.pts, math.floor(last_dts / tb) + 1)
+                    last_dts = time = packet.dts * tb
+                elif last_dts is not None:
+                    time = last_dts  # Matroska leaves the first dts unset
+                else:
+                    time = Fraction(packet.pts or 0) * tb
+                n += 1
+                yield time, gid, n, packet
+
+
+def mux(video_paths: list[Path], source: Path | None, out: Path, fmt: str,
+        warn: Callable[[str], None]) -> MuxReport:
+    """Write `out` (format `fmt`) from the encoded video segments and, if `source` is given, its
+    audio, subtitles and chapters."""
     report = MuxReport()
-    with av.open(str(video_path)) as vin, av.open(str(out), "w", format=fmt) as dst:
-        vs = vin.streams.video[0]
-        routes = {vs: Route(dst.add_stream_from_template(vs))}
-        feeds = [_packets(vin, [vs], 0)]
+    with av.open(str(video_paths[0])) as first, av.open(str(out), "w", format=fmt) as dst:
+        vout = dst.add_stream_from_template(first.streams.video[0])
+        feeds = [_segment_packets(video_paths, vout, 0)]
+        routes = {}
         src = _open_quietly(source, warn) if source is not None else None
         try:
             if src is not None:
-                extra = _map_streams(src, dst, fmt, report, warn)
-                routes.update(extra)
-                if extra:
-                    feeds.append(_packets(src, list(extra), 1))
+                routes = _map_streams(src, dst, fmt, report, warn)
+                if routes:
+                    feeds.append(_packets(src, list(routes), 1))
                 _copy_chapters(src, dst, warn)
-            for _, _, _, packet in heapq.merge(*feeds, key=lambda x: x[:3]):
-                route = routes[packet.stream]
+            for _, gid, _, packet in heapq.merge(*feeds, key=lambda x: x[:3]):
+                route = Route(vout) if gid == 0 else routes[packet.stream]
                 if route.resampler is None:
                     packet.stream = route.out
                     dst.mux(packet)

@@ -172,3 +172,6 @@ class ImageSink:
 
     def abort(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+    def files(self) -> list[Path]:
+        return sorted(self.folder.iterdir())

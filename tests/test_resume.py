@@ -1,0 +1,137 @@
+"""Resume after an interruption of any kind: the result equals an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from clips import blend_engine, decode, make_video
+from rife_cli.errors import Interrupted, UsageError
+from rife_cli.pipeline import StopRequest, interpolate_video
+from rife_cli.resume import work_dir_for
+
+
+def run(src, out, **kw):
+    kw.setdefault("codec", "ffv1")
+    kw.setdefault("segment_frames", 6)
+    return interpolate_video(src, out, engine_factory=lambda need: blend_engine(), **kw)
+
+
+def same_video(a, b):
+    fa, ta, _ = decode(a)
+    fb, tb, _ = decode(b)
+    assert ta == tb
+    assert len(fa) == len(fb)
+    for x, y in zip(fa, fb):
+        assert np.array_equal(x, y)
+
+
+@pytest.fixture
+def clip(tmp_path):
+    return make_video(tmp_path / "a.mkv", n=30, codec="ffv1", audio=True)
+
+
+def test_stop_then_resume_equals_uninterrupted(tmp_path, clip):
+    full = run(clip, tmp_path / "full.mkv", exp=1)
+    stop = StopRequest()
+
+    def progress(done):
+        if done == 20:
+            stop.request(143)
+
+    with pytest.raises(Interrupted) as exc:
+        run(clip, tmp_path / "out.mkv", exp=1, stop=stop, progress=progress)
+    assert exc.value.exit_code == 143
+    assert not (tmp_path / "out.mkv").exists()
+    journal = json.loads((work_dir_for(tmp_path / "out.mkv") / "journal.json").read_text())
+    assert journal["segments"] and sum(s["n_out"] for s in journal["segments"]) >= 20
+
+    done = []
+    resumed = run(clip, tmp_path / "out.mkv", exp=1, resume=True, progress=done.append)
+    assert resumed.frames_out == full.frames_out == 60
+    assert done[0] > 20  # counting went on from the journal: finished segments were not redone
+    same_video(tmp_path / "full.mkv", tmp_path / "out.mkv")
+    assert decode(tmp_path / "out.mkv")[2]["audio"][0][0] == "aac"
+    assert not work_dir_for(tmp_path / "out.mkv").exists()
+
+
+def test_journal_of_other_options_is_refused(tmp_path, clip):
+    stop = StopRequest()
+    with pytest.raises(Interrupted):
+        run(clip, tmp_path / "out.mkv", exp=1, stop=stop, progress=lambda d: d == 14 and stop.request(130))
+    with pytest.raises(UsageError, match="other options"):
+        run(clip, tmp_path / "out.mkv", exp=1, resume=True, scene_threshold=0.5)
+    s = run(clip, tmp_path / "out.mkv", exp=1, resume=True, scene_threshold=0.5, force=True)
+    assert s.frames_out == 60
+
+
+def test_without_resume_leftovers_are_cleaned(tmp_path, clip):
+    stop = StopRequest()
+    with pytest.raises(Interrupted):
+        run(clip, tmp_path / "out.mkv", exp=1, stop=stop, progress=lambda d: d == 14 and stop.request(130))
+    assert work_dir_for(tmp_path / "out.mkv").exists()
+    run(clip, tmp_path / "out.mkv", exp=1)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_disk_error_keeps_resumable_state(tmp_path, clip, monkeypatch):
+    from rife_cli.errors import OutputError
+    from rife_cli.video import sink as sink_mod
+
+    real = sink_mod.VideoSink.write
+    calls = {"n": 0}
+
+    def full_disk(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 25:
+            raise OutputError(f"{self.path}: write failed (No space left on device)")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(sink_mod.VideoSink, "write", full_disk)
+    with pytest.raises(OutputError, match="No space"):
+        run(clip, tmp_path / "out.mkv", exp=1)
+    monkeypatch.setattr(sink_mod.VideoSink, "write", real)
+    assert not (tmp_path / "out.mkv").exists()
+    s = run(clip, tmp_path / "out.mkv", exp=1, resume=True)
+    assert s.frames_out == 60
+
+
+def _cli(args, env_extra=None):
+    env = dict(os.environ, RIFE_SEGMENT_FRAMES="6", **(env_extra or {}))
+    return subprocess.Popen([sys.executable, "-m", "rife_cli", *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGKILL, -9), (signal.SIGTERM, 143)])
+def test_killed_process_resumes(tmp_path, sig, code):
+    src = make_video(tmp_path / "a.mp4", n=40, w=96, h=64)
+    out = tmp_path / "out.mkv"
+    args = ["interpolate", src, "-o", out, "--codec", "ffv1", "-q", "--precision", "fp32"]
+    proc = _cli(args)
+    journal = work_dir_for(out) / "journal.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.exists() and len(json.loads(journal.read_text())["segments"]) >= 3:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    assert not out.exists()
+    resumed = _cli(args + ["--resume", "--json"])
+    stdout, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert "resuming" in err
+    assert json.loads(stdout)["frames_out"] == 80
+    whole = _cli(["interpolate", src, "-o", tmp_path / "whole.mkv", "--codec", "ffv1", "-q", "--precision", "fp32"])
+    whole.communicate(timeout=300)
+    same_video(tmp_path / "whole.mkv", out)
