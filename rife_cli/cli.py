@@ -206,6 +206,7 @@ def _install_stop_handlers():
 @click.option("--montage", is_flag=True, help="Left half original (held), right half interpolated.")
 @click.option("--png", is_flag=True, help="Write a numbered PNG sequence (16-bit for >8-bit sources).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output (and start over a --resume).")
+@click.option("--skip-existing", is_flag=True, help="Skip inputs whose output is already there (complete).")
 @click.option("--resume", is_flag=True,
               help="Continue an interrupted run from its last finished segment instead of from zero.")
 @click.option("--codec", default=None,
@@ -219,7 +220,7 @@ def _install_stop_handlers():
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @model_options
 @reported
-def interpolate(inputs, output, exp, multi, fps, slowmo, scene_threshold, montage, png, force, resume, codec,
+def interpolate(inputs, output, exp, multi, fps, slowmo, scene_threshold, montage, png, force, skip_existing, resume, codec,
                 crf, preset, pix_fmt, batch_size, quiet, as_json, **model_opts):
     """Interpolate videos (any file FFmpeg reads) or image directories to a higher frame rate.
 
@@ -264,41 +265,56 @@ def interpolate(inputs, output, exp, multi, fps, slowmo, scene_threshold, montag
             engines[need] = build_interpolator(**model_opts, need_any_timestep=need, batch_size=batch_size)
         return engines[need]
 
-    several = len(inputs) > 1
+    from .batch import expand_inputs, summary_table
+
+    jobs = expand_inputs(list(inputs))
+    several = len(jobs) > 1
     if several and output is not None and output.exists() and not output.is_dir():
         raise click.UsageError("with several inputs, -o must be a directory")
-    results, failed = [], []
     out_dir = output if several else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-    for inp in inputs:
+    results, rows, failed = [], [], 0
+    for inp in jobs:
         bar = _Progress(quiet, inp.name)
         try:
             summary = interpolate_video(
                 inp, None if several else output, output_dir=out_dir, engine_factory=engine_for, progress=bar,
-                total=bar.total, warn=notice, stop=stop, resume=resume,
+                total=bar.total, warn=notice, stop=stop, resume=resume, skip_existing=skip_existing,
                 exp=exp, multi=multi, fps=fps, slowmo=slowmo, scene_threshold=scene_threshold,
                 montage=montage, png=png, force=force, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
             )
-        except RifeError as exc:
-            if not several or isinstance(exc, Interrupted):
+        except Interrupted:
+            raise
+        except Exception as exc:  # noqa: BLE001 - in a batch, one input's failure never stops the rest
+            if not several:
                 raise
-            notice(f"error: {exc}")
-            failed.append(str(inp))
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            notice(f"error: {msg}")
+            rows.append((str(inp), "failed", msg))
+            failed += 1
             continue
         finally:
             bar.close()
         results.append(summary)
+        if summary.skipped:
+            rows.append((str(inp), "skipped", f"{summary.output} exists"))
+            continue
+        rows.append((str(inp), "done", f"{summary.frames_out} frames, {summary.seconds:.1f} s -> {summary.output}"))
+        if summary.bad_packets:
+            notice(f"{inp}: {summary.bad_packets} corrupt packets skipped")
         if not quiet:
             notice(f"{summary.input} -> {summary.output}: {summary.frames_in} -> {summary.frames_out} frames, "
                    f"{summary.fps_in} -> {summary.fps_out} fps, {summary.duration:.3f} s, "
                    f"{summary.scene_cuts} scene cuts, {summary.seconds:.1f} s on {summary.device} "
                    f"({summary.model}, {summary.precision})")
+    if several:
+        click.echo(summary_table(rows), err=True)
     if as_json:
         payload = [r.as_dict() for r in results]
         click.echo(json.dumps(payload[0] if not several and payload else payload))
     if failed:
-        notice(f"{len(failed)} of {len(inputs)} inputs failed: {', '.join(failed)}")
+        notice(f"{failed} of {len(jobs)} inputs failed")
         sys.exit(EXIT_SOME_FAILED if results else EXIT_FAILED)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import ModelError, UsageError
+from .errors import ModelError, ResourceError, UsageError
 from .models.loading import ModelSource, load_network, resolve
 
 SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
@@ -210,11 +210,19 @@ class Interpolator:
         return torch.autocast(self.torch_device.type, dtype=dtype)
 
     def _forward(self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), self._autocast():
-            if self.family == "v4":
-                out = self._forward_net(a, b, t, self.scale)
-            else:
-                out = self._forward_net(a, b, self.scale)
+        try:
+            with torch.inference_mode(), self._autocast():
+                if self.family == "v4":
+                    out = self._forward_net(a, b, t, self.scale)
+                else:
+                    out = self._forward_net(a, b, self.scale)
+        except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+            if not isinstance(exc, (torch.OutOfMemoryError, MemoryError)) and "alloc" not in str(exc):
+                raise
+            raise ResourceError(
+                f"out of {'GPU ' if a.is_cuda else ''}memory for {a.shape[0]} pair(s) of "
+                f"{a.shape[3]}x{a.shape[2]}; try --scale 0.5 or a smaller --batch-size"
+            ) from None
         return out.float()
 
     def _batched(self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

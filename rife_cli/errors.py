@@ -27,6 +27,10 @@ class OutputError(RifeError):
     """An output that cannot be written (exists, parent missing, disk full)."""
 
 
+class ResourceError(RifeError):
+    """Out of memory (host or GPU) for the frame size and batch asked for."""
+
+
 class Interrupted(RifeError):
     """Stopped by SIGINT (130) or SIGTERM (143)."""
 

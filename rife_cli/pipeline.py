@@ -20,7 +20,7 @@ from . import scenes
 from .errors import InputError, ModelError, OutputError, UsageError
 from .resume import SEGMENT_FRAMES, SEGMENT_SECONDS
 from .timing import Plan, Slot, make_target, parse_rate
-from .video.images import blend_alpha, merge
+from .video.images import as_bgr, blend_alpha, merge
 from .video.source import SourceFrame, SourceInfo, probe, read_frames
 from .workers import DONE, ByteQueue, Cancelled, Worker
 
@@ -43,6 +43,8 @@ class Summary:
     model: str = ""
     precision: str = ""
     audio: list[str] = field(default_factory=list)
+    bad_packets: int = 0  # corrupt packets skipped while decoding
+    skipped: bool = False  # --skip-existing found the output already there
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -63,6 +65,7 @@ class Options:
     preset: str | None = None
     pix_fmt: str | None = None
     resume: bool = False
+    skip_existing: bool = False
     queue_bytes: int = QUEUE_BYTES
     segment_frames: int = SEGMENT_FRAMES
     segment_seconds: float = SEGMENT_SECONDS
@@ -143,11 +146,12 @@ class _Run:
         self.stop = stop
         self.clock = clock
         self.stopped = False
+        self.stats: dict = {"bad_packets": 0}
 
     # ----- reader
     def read(self, q: ByteQueue) -> None:
         try:
-            for frame in read_frames(self.info, self.warn):
+            for frame in read_frames(self.info, self.warn, self.stats):
                 if frame.index < self.skip_until:
                     q.put(_Skipped(frame.index, frame.time), 0)
                     continue
@@ -165,7 +169,10 @@ class _Run:
                     sink.cut(item.next_src, item.cuts)
                 continue
             index, image, original = item
-            sink.write(index, image, None if self.png else original)
+            if self.png:
+                sink.write(index, image, None)
+            else:
+                sink.write(index, as_bgr(image), original)
 
     # ----- inference
     def infer(self, src_q: ByteQueue, out_q: ByteQueue, end_hold: bool) -> None:
@@ -298,11 +305,14 @@ def interpolate_video(
         out = default_output(info, target.label(), png)
         if output_dir is not None:
             out = Path(output_dir) / out.name
+    if opts.skip_existing and out.exists():
+        return Summary(input=str(inp), output=str(out), skipped=True)
     if not png:
-        from .video.sink import EncodeOptions, check_encoder
+        from .video.sink import EncodeOptions, check_encoder, check_frame_size, default_pix_fmt
 
         enc = EncodeOptions(opts.codec, opts.crf, opts.preset, opts.pix_fmt)
         check_encoder(out, enc)
+        check_frame_size(info.width, info.height, enc.pix_fmt or default_pix_fmt(enc.codec, info.bits))
     check_output(out, opts.force, inp)
     clean_leftovers(out)
 
@@ -339,7 +349,8 @@ def interpolate_video(
         from .resume import SegmentClock, SegmentedSink, open_journal
         from .video.sink import VideoSink, container_of
 
-        fingerprint = {k: str(v) for k, v in asdict(opts).items() if k not in ("force", "resume", "queue_bytes")}
+        volatile = ("force", "resume", "skip_existing", "queue_bytes", "segment_frames", "segment_seconds")
+        fingerprint = {k: str(v) for k, v in asdict(opts).items() if k not in volatile}
         fingerprint.update(model=engine.source.label, precision=engine.precision, scale=str(engine.scale),
                            codec=enc.codec)
         journal = open_journal(out, inp, fingerprint, opts.resume, opts.force)
@@ -411,6 +422,7 @@ def interpolate_video(
         fps_in=_rate_text(info.rate), fps_out=_rate_text(target.write_rate), duration=float(duration),
         scene_cuts=run.cuts, seconds=round(clock.perf_counter() - started, 3),
         device=str(engine.torch_device), model=engine.source.label, precision=engine.precision, audio=audio,
+        bad_packets=run.stats["bad_packets"],
     )
 
 

@@ -81,3 +81,14 @@ def merge(color: np.ndarray, alpha: np.ndarray | None, gray: bool) -> np.ndarray
     if alpha is not None:
         return np.dstack([color, alpha])
     return color
+
+
+def as_bgr(img: np.ndarray) -> np.ndarray:
+    """3-channel uint8/uint16 for a video encoder: gray expanded, alpha dropped, float to 16-bit."""
+    if img.dtype == np.float32:
+        img = (np.clip(img, 0, 1) * 65535 + 0.5).astype(np.uint16)
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    if img.shape[2] == 4:
+        return np.ascontiguousarray(img[:, :, :3])
+    return img

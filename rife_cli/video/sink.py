@@ -65,6 +65,19 @@ def check_encoder(path: Path, opts: EncodeOptions) -> None:
             raise UsageError(f"--pix-fmt {opts.pix_fmt}: unknown pixel format") from None
 
 
+def check_frame_size(width: int, height: int, pix_fmt: str) -> None:
+    """Subsampled chroma (4:2:0, 4:2:2) needs even sizes; say so before any work."""
+    fmt = av.VideoFormat(pix_fmt, width, height)
+    chroma = fmt.components[1] if len(fmt.components) > 1 else None
+    odd_w = width % 2 and chroma is not None and chroma.width < fmt.components[0].width
+    odd_h = height % 2 and chroma is not None and chroma.height < fmt.components[0].height
+    if odd_w or odd_h:
+        raise UsageError(
+            f"{width}x{height} has an odd size, which {pix_fmt} cannot hold; use --pix-fmt yuv444p, "
+            "or --png"
+        )
+
+
 def default_pix_fmt(codec: str, bits: int) -> str:
     if bits > 8:
         return TEN_BIT.get(codec, "yuv420p10le")

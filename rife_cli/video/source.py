@@ -132,21 +132,29 @@ def _ffmpeg_reason(exc: Exception) -> str:
     return (getattr(exc, "strerror", None) or str(exc)).strip().splitlines()[0][:120]
 
 
-def read_frames(info: SourceInfo, warn=None) -> Iterator[SourceFrame]:
-    """Decode in order. Corrupt packets are skipped with a warning (FFmpeg conceals them)."""
+def read_frames(info: SourceInfo, warn=None, stats: dict | None = None) -> Iterator[SourceFrame]:
+    """Decode in order. A packet the decoder rejects is skipped, counted in stats["bad_packets"],
+    and warned about; the stream goes on (FFmpeg conceals what it can)."""
     if info.is_images:
         yield from _read_images(info)
         return
+    stats = stats if stats is not None else {}
+    stats.setdefault("bad_packets", 0)
     fmt = "bgr48le" if info.bits > 8 else "bgr24"
     colour = info.colour
+    index = 0
+    last_time = None
     try:
         with av.open(str(info.path)) as c:
             s = c.streams.video[0]
             s.thread_type = "AUTO"
             tb = Fraction(s.time_base)
-            index = 0
-            last_time = None
-            for frame in c.decode(s):
+            for frame in _decode_tolerant(c, s, info, warn, stats):
+                if (frame.width, frame.height) != (info.width, info.height):
+                    stats["bad_packets"] += 1
+                    if warn:
+                        warn(f"{info.path}: frame {index} changed size to {frame.width}x{frame.height}; skipped")
+                    continue
                 if frame.pts is None:
                     time = (last_time + 1 / info.rate) if last_time is not None else info.start
                 else:
@@ -167,7 +175,19 @@ def read_frames(info: SourceInfo, warn=None) -> Iterator[SourceFrame]:
                 last_time = time
                 index += 1
     except av.FFmpegError as exc:
-        raise InputError(f"{info.path}: decoding failed ({_ffmpeg_reason(exc)})") from None
+        raise InputError(f"{info.path}: decoding failed after {index} frames ({_ffmpeg_reason(exc)})") from None
+
+
+def _decode_tolerant(c, s, info, warn, stats):
+    for packet in c.demux(s):
+        try:
+            frames = packet.decode()
+        except (av.InvalidDataError, av.error.PatchWelcomeError, av.error.UndefinedError) as exc:
+            stats["bad_packets"] += 1
+            if warn and stats["bad_packets"] <= 3:
+                warn(f"{info.path}: corrupt packet skipped ({_ffmpeg_reason(exc)})")
+            continue
+        yield from frames
 
 
 def _read_images(info: SourceInfo) -> Iterator[SourceFrame]:

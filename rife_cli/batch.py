@@ -1,0 +1,39 @@
+"""Turning the INPUT arguments into a list of jobs: files, image directories, folders of videos, globs."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+from .video.images import IMAGE_EXTENSIONS, natural_key
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".mts", ".m2ts", ".wmv", ".flv",
+                    ".mpg", ".mpeg", ".3gp", ".ogv", ".gif")
+
+
+def expand_inputs(args: list[Path]) -> list[Path]:
+    """A directory of images is one input; a directory of videos is its videos; an unquoted or
+    quoted glob is its matches. Anything else is kept as given (and fails on its own later)."""
+    jobs: list[Path] = []
+    for arg in args:
+        text = str(arg)
+        if not arg.exists() and any(ch in text for ch in "*?["):
+            matches = sorted(glob.glob(text), key=natural_key)
+            jobs += [Path(m) for m in matches] or [arg]
+            continue
+        if arg.is_dir():
+            entries = [p for p in arg.iterdir() if p.is_file()]
+            if not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in entries):
+                videos = sorted((p for p in entries if p.suffix.lower() in VIDEO_EXTENSIONS),
+                                key=lambda p: natural_key(p.name))
+                if videos:
+                    jobs += videos
+                    continue
+        jobs.append(arg)
+    return jobs
+
+
+def summary_table(rows: list[tuple[str, str, str]]) -> str:
+    """Rows of (input, status, detail) as aligned text."""
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{name:<{width}}  {status:<7}  {detail}" for name, status, detail in rows)
