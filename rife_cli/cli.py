@@ -102,10 +102,23 @@ def build_interpolator(model, scale, uhd, device, precision, offline, need_any_t
 
 
 class RifeGroup(click.Group):
-    def main(self, *args, **kwargs):
-        # Click's own usage errors exit 2; our errors go through `reported`.
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Usage errors as one line (exit 2), like every other error; our own go through `reported`."""
         logging.basicConfig(format="rife: %(message)s", level=logging.INFO)
-        return super().main(*args, **kwargs)
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            where = f" (rife {exc.ctx.info_name} --help)" if exc.ctx and exc.ctx.parent else " (rife --help)"
+            click.echo(f"rife: error: {exc.format_message()}{where}", err=True)
+            sys.exit(EXIT_USAGE)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            fail("aborted", EXIT_SIGINT)
+        sys.exit(rv if isinstance(rv, int) else EXIT_OK)
 
 
 @click.group(cls=RifeGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 
 from . import scenes
@@ -296,7 +297,10 @@ def interpolate_video(
         target = make_target(info.rate, opts.exp, opts.multi, fps, opts.slowmo)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    png = opts.png or info.is_images or (output is not None and str(output).endswith(os.sep))
+    from .video.sink import container_of
+
+    png = (opts.png or (output is not None and str(output).endswith(os.sep))
+           or (info.is_images and (output is None or container_of(Path(output)) is None)))
     if opts.resume and png:
         raise UsageError("--resume works for video outputs; PNG sequences are rewritten from the start")
     if output is not None:
@@ -402,11 +406,23 @@ def interpolate_video(
             keep = not opts.slowmo and (info.has_audio or info.has_subtitles)
             if opts.slowmo and info.has_audio:
                 warn("--slowmo: audio dropped (its duration would not match)")
-            report = mux(sink.files(), inp if keep else None, part, container_of(out), warn)
+            try:
+                report = mux(sink.files(), inp if keep else None, part, container_of(out), warn)
+            except (av.FFmpegError, AttributeError, ValueError, TypeError, UnicodeDecodeError) as exc:
+                if not keep:
+                    raise
+                # Audio trouble never fails the video: write it without the other streams.
+                warn(f"audio/subtitles could not be carried over ({type(exc).__name__}: {exc}); video only")
+                report = mux(sink.files(), None, part, container_of(out), warn)
             audio = report.audio
             os.replace(part, out)
             shutil.rmtree(journal.folder, ignore_errors=True)
         ok = True
+    except (InputError, ModelError, UsageError):
+        # The input itself is at fault: nothing worth resuming.
+        if journal is not None:
+            shutil.rmtree(journal.folder, ignore_errors=True)
+        raise
     finally:
         if not ok:
             sink.abort()

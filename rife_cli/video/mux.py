@@ -49,7 +49,7 @@ def _segment_packets(paths: list[Path], ostream, gid: int):
     last_dts = None
     n = 0
     for path in paths:
-        with av.open(str(path)) as c:
+        with av.open(str(path), metadata_errors="replace") as c:
             s = c.streams.video[0]
             for packet in c.demux(s):
                 if packet.size == 0:
@@ -72,7 +72,7 @@ def mux(video_paths: list[Path], source: Path | None, out: Path, fmt: str,
     """Write `out` (format `fmt`) from the encoded video segments and, if `source` is given, its
     audio, subtitles and chapters."""
     report = MuxReport()
-    with av.open(str(video_paths[0])) as first, av.open(str(out), "w", format=fmt) as dst:
+    with av.open(str(video_paths[0]), metadata_errors="replace") as first, av.open(str(out), "w", format=fmt) as dst:
         vout = dst.add_stream_from_template(first.streams.video[0])
         feeds = [_segment_packets(video_paths, vout, 0)]
         routes = {}
@@ -101,7 +101,7 @@ def mux(video_paths: list[Path], source: Path | None, out: Path, fmt: str,
 
 def _open_quietly(path: Path, warn):
     try:
-        return av.open(str(path))
+        return av.open(str(path), metadata_errors="replace")
     except av.FFmpegError as exc:
         warn(f"audio not carried over: {exc}")
         return None
@@ -120,6 +120,9 @@ def _map_streams(src, dst, fmt, report: MuxReport, warn) -> dict:
     ok = supported_codecs(fmt)
     routes = {}
     for s in itertools.chain(src.streams.audio, src.streams.subtitles):
+        if s.codec_context is None:
+            warn(f"stream {s.index} has no codec this FFmpeg knows; dropped")
+            continue
         name = s.codec_context.name
         if name in ok:
             try:

@@ -93,12 +93,12 @@ def probe(path: Path) -> SourceInfo:
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file")
     try:
-        with av.open(str(path)) as c:
+        with av.open(str(path), metadata_errors="replace") as c:
             if not c.streams.video:
                 raise InputError(f"{path}: no video stream (audio or data only)")
             s = c.streams.video[0]
             cc = s.codec_context
-            if not cc.width or not cc.height or cc.pix_fmt is None:
+            if cc is None or not cc.width or not cc.height or cc.pix_fmt is None:
                 raise InputError(f"{path}: video stream has no decodable picture size or format")
             rate = s.average_rate or s.guessed_rate or s.base_rate
             if not rate:
@@ -124,7 +124,7 @@ def probe(path: Path) -> SourceInfo:
                 _bits(cc.pix_fmt), cc.pix_fmt, colour,
                 has_audio=bool(c.streams.audio), has_subtitles=bool(c.streams.subtitles), vfr=vfr,
             )
-    except av.FFmpegError as exc:
+    except (av.FFmpegError, UnicodeDecodeError, ValueError, OverflowError, ZeroDivisionError) as exc:
         raise InputError(f"{path}: not a readable video ({_ffmpeg_reason(exc)})") from None
 
 
@@ -145,7 +145,7 @@ def read_frames(info: SourceInfo, warn=None, stats: dict | None = None) -> Itera
     index = 0
     last_time = None
     try:
-        with av.open(str(info.path)) as c:
+        with av.open(str(info.path), metadata_errors="replace") as c:
             s = c.streams.video[0]
             s.thread_type = "AUTO"
             tb = Fraction(s.time_base)
@@ -174,7 +174,7 @@ def read_frames(info: SourceInfo, warn=None, stats: dict | None = None) -> Itera
                 yield SourceFrame(index, time, dur, rgb.to_ndarray(), frame)
                 last_time = time
                 index += 1
-    except av.FFmpegError as exc:
+    except (av.FFmpegError, UnicodeDecodeError, ValueError, OverflowError) as exc:
         raise InputError(f"{info.path}: decoding failed after {index} frames ({_ffmpeg_reason(exc)})") from None
 
 
