@@ -152,13 +152,16 @@ def baseline_e2e(engine, src: Path, out: Path) -> int:
 
 
 def run_bench(model: str | None, size: tuple[int, int], precision: str, batch_size: int, compile: bool,
-              device: str, frames: int, repeats: int = 1, rounds: int = 2, log=print) -> BenchResult:
+              device: str, frames: int, repeats: int = 1, rounds: int = 2, scale: float = 1.0,
+              log=print) -> BenchResult:
     from .engine import Interpolator
     from .pipeline import interpolate_video
 
     w, h = size
-    ours = Interpolator(model, device=device, precision=precision, batch_size=batch_size, compile=compile)
-    base = Interpolator(model, device=device, precision="fp32", batch_size=1, memory_format="contiguous")
+    ours = Interpolator(model, device=device, precision=precision, batch_size=batch_size, compile=compile,
+                        scale=scale)
+    base = Interpolator(model, device=device, precision="fp32", batch_size=1, memory_format="contiguous",
+                        scale=scale)
     imgs = synthetic_frames(w, h, frames)
     if ours.torch_device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(ours.torch_device)

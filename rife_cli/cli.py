@@ -77,6 +77,9 @@ def model_options(fn):
                      show_default=True,
                      help="auto: fp16 on CUDA, bf16 on CPUs with AMX/AVX-512 bf16, else fp32."),
         click.option("--offline", is_flag=True, help="Never download weights (also RIFE_OFFLINE=1)."),
+        click.option("--compile", "compile_net", is_flag=True,
+                     help="torch.compile the network: a slow first frame (about a minute on a small CPU), "
+                     "then faster; for long videos."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -89,7 +92,8 @@ def flow_scale(scale: str | None, uhd: bool) -> float:
     return 0.5 if uhd else float(scale or 1)
 
 
-def build_interpolator(model, scale, uhd, device, precision, offline, need_any_timestep=False, batch_size=0):
+def build_interpolator(model, scale, uhd, device, precision, offline, compile_net=False, need_any_timestep=False,
+                       batch_size=0):
     from .engine import Interpolator
     from .models.loading import resolve_default
     from .models.registry import TIMESTEP_MODEL
@@ -98,7 +102,7 @@ def build_interpolator(model, scale, uhd, device, precision, offline, need_any_t
         notice(f"this timing needs any timestep; using model {TIMESTEP_MODEL}")
         model = TIMESTEP_MODEL
     return Interpolator(model=model, device=device, precision=precision, scale=flow_scale(scale, uhd),
-                        batch_size=batch_size, offline=offline, notice=notice)
+                        batch_size=batch_size, offline=offline, notice=notice, compile=compile_net)
 
 
 class RifeGroup(click.Group):
@@ -335,13 +339,12 @@ def interpolate(inputs, output, exp, multi, fps, slowmo, scene_threshold, montag
 @click.option("--size", "sizes", multiple=True, default=["1280x720"], show_default=True,
               help="Frame size WxH (repeatable).")
 @click.option("--batch-size", type=int, default=0, help="Pairs per forward (default: from free memory).")
-@click.option("--compile", "use_compile", is_flag=True, help="torch.compile the network.")
 @click.option("--frames", type=int, default=6, show_default=True, help="Frames in the generated clip.")
 @click.option("--rounds", type=int, default=2, show_default=True, help="Alternating rounds; medians reported.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 @model_options
 @reported
-def bench(sizes, batch_size, use_compile, frames, rounds, as_json, model, scale, uhd, device, precision, offline):
+def bench(sizes, batch_size, frames, rounds, as_json, model, scale, uhd, device, precision, offline, compile_net):
     """Measure model-only pairs/s and end-to-end fps against a reference-like fp32 baseline.
 
     The baseline (fp32, NCHW, one pair per forward, decode/infer/encode in one loop) runs in the
@@ -359,7 +362,8 @@ def bench(sizes, batch_size, use_compile, frames, rounds, as_json, model, scale,
             w, h = (int(v) for v in size.lower().split("x"))
         except ValueError:
             raise click.UsageError(f"--size {size!r}: use WxH, e.g. 1920x1080") from None
-        r = run_bench(model, (w, h), precision, batch_size, use_compile, device, frames, rounds=rounds,
+        r = run_bench(model, (w, h), precision, batch_size, compile_net, device, frames, rounds=rounds,
+                      scale=flow_scale(scale, uhd),
                       log=lambda m: notice(m) if not as_json else None)
         results.append(r)
     if as_json:
