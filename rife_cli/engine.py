@@ -106,7 +106,7 @@ class Interpolator:
     device: str = "auto"
     precision: str = "auto"
     scale: float = 1.0
-    batch_size: int = 0  # 0: chosen from free memory (CUDA) or 4 (CPU)
+    batch_size: int = 0  # 0: chosen from free memory (CUDA), 1 on the CPU
     offline: bool = False
     notice: Callable[[str], None] | None = None
     network: torch.nn.Module | None = None  # a ready network instead of weights (family, pad_base set)
@@ -135,6 +135,7 @@ class Interpolator:
             net = net.to(memory_format=torch.channels_last)
         self.net = net.to(self.torch_device)
         self._forward_net = torch.compile(self.net, dynamic=False) if self.compile else self.net
+        self.fp32_fallbacks = 0  # pairs redone in fp32 because half precision gave NaN/Inf
         self.pad_to = max(net.pad_base, int(net.pad_base / self.scale))
         if self.torch_device.type == "cpu":
             torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
@@ -159,7 +160,7 @@ class Interpolator:
 
     def _default_batch_size(self) -> int:
         if self.torch_device.type != "cuda":
-            return 2
+            return 1  # on the CPU a batch of 2 was slower (0.33 vs 0.38 pairs/s at 720p, 2 cores)
         free, _ = torch.cuda.mem_get_info(self.torch_device)
         # Rough activation cost per pair at 1080p in half precision, measured as ~0.5 GiB.
         return int(max(1, min(16, free // (2 << 30))))
@@ -209,13 +210,26 @@ class Interpolator:
         dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
         return torch.autocast(self.torch_device.type, dtype=dtype)
 
+    def _run_net(self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, autocast: bool) -> torch.Tensor:
+        with torch.inference_mode(), (self._autocast() if autocast else contextlib.nullcontext()):
+            if self.family == "v4":
+                out = self._forward_net(a, b, t, self.scale)
+            else:
+                out = self._forward_net(a, b, self.scale)
+        return out.float()
+
     def _forward(self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         try:
-            with torch.inference_mode(), self._autocast():
-                if self.family == "v4":
-                    out = self._forward_net(a, b, t, self.scale)
-                else:
-                    out = self._forward_net(a, b, self.scale)
+            out = self._run_net(a, b, t, autocast=True)
+            if self.precision != "fp32":
+                # Half precision can overflow on large frames: redo only those pairs in fp32.
+                bad = ~torch.isfinite(out).flatten(1).all(1)
+                if bool(bad.any()):
+                    idx = bad.nonzero().flatten()
+                    redo = self._run_net(a[idx], b[idx], t[idx], autocast=False)
+                    with torch.inference_mode():
+                        out = out.index_copy(0, idx, redo)
+                    self.fp32_fallbacks += int(idx.numel())
         except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
             if not isinstance(exc, (torch.OutOfMemoryError, MemoryError)) and "alloc" not in str(exc):
                 raise
@@ -223,7 +237,7 @@ class Interpolator:
                 f"out of {'GPU ' if a.is_cuda else ''}memory for {a.shape[0]} pair(s) of "
                 f"{a.shape[3]}x{a.shape[2]}; try --scale 0.5 or a smaller --batch-size"
             ) from None
-        return out.float()
+        return out
 
     def _batched(self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         outs = [

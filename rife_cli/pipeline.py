@@ -46,6 +46,7 @@ class Summary:
     audio: list[str] = field(default_factory=list)
     bad_packets: int = 0  # corrupt packets skipped while decoding
     skipped: bool = False  # --skip-existing found the output already there
+    fp32_fallbacks: int = 0  # pairs redone in fp32 because half precision overflowed
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -339,6 +340,7 @@ def interpolate_video(
         why = "a variable-frame-rate source" if info.vfr else f"a {float(f):g}x factor"
         raise ModelError(f"model {engine.source.label} makes only midpoints and cannot serve {why}; "
                          "use --model v4.0")
+    fallbacks_before = getattr(engine, "fp32_fallbacks", 0)
     if info.frames and total:
         total(int(info.frames * f) if not png else int((info.frames - 1) * f) + 1)
 
@@ -438,7 +440,7 @@ def interpolate_video(
         fps_in=_rate_text(info.rate), fps_out=_rate_text(target.write_rate), duration=float(duration),
         scene_cuts=run.cuts, seconds=round(clock.perf_counter() - started, 3),
         device=str(engine.torch_device), model=engine.source.label, precision=engine.precision, audio=audio,
-        bad_packets=run.stats["bad_packets"],
+        bad_packets=run.stats["bad_packets"], fp32_fallbacks=getattr(engine, "fp32_fallbacks", 0) - fallbacks_before,
     )
 
 

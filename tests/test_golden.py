@@ -68,3 +68,27 @@ def test_batched_pairs_equal_single_pairs(engine_v40):
     batched = engine_v40.make(x[0:2], x[2:4], [Request(0, Fraction(1, 3)), Request(1, Fraction(1, 2))])
     single = engine_v40.make(x[1:2], x[3:4], [Request(0, Fraction(1, 2))])
     assert float((batched[1] - single[0]).abs().max()) < 1e-4
+
+
+def test_half_precision_overflow_falls_back_to_fp32():
+    """A pair whose half-precision output is not finite is redone in fp32 and counted."""
+    import torch
+
+    from rife_cli.engine import Interpolator
+
+    class OverflowsInHalf(torch.nn.Module):
+        family, pad_base = "v4", 32
+
+        def forward(self, a, b, t, scale=1.0):
+            out = (a + b) / 2
+            if torch.is_autocast_enabled("cpu"):
+                out = out.clone()
+                out[0] = float("inf")  # the first pair of the batch overflows
+            return out
+
+    engine = Interpolator("overflow", device="cpu", precision="bf16", network=OverflowsInHalf())
+    a = np.full((32, 32, 3), 100, np.uint8)
+    b = np.full((32, 32, 3), 200, np.uint8)
+    (mid,) = engine.interpolate(a, b, [0.5])
+    assert np.all(mid == 150)
+    assert engine.fp32_fallbacks == 1
