@@ -135,3 +135,42 @@ def test_killed_process_resumes(tmp_path, sig, code):
     whole = _cli(["interpolate", src, "-o", tmp_path / "whole.mkv", "--codec", "ffv1", "-q", "--precision", "fp32"])
     whole.communicate(timeout=300)
     same_video(tmp_path / "whole.mkv", out)
+
+
+def test_full_disk_is_an_output_error():
+    """What FFmpeg raises when the disk is full becomes a one-line OutputError (here: /dev/full)."""
+    from fractions import Fraction
+    from pathlib import Path
+
+    from rife_cli.errors import OutputError
+    from rife_cli.video.sink import EncodeOptions, VideoSink
+    from rife_cli.video.source import Colour
+
+    frame = np.zeros((64, 64, 3), np.uint8)
+    with pytest.raises(OutputError, match="No space left"):
+        sink = VideoSink(Path("/dev/full"), 64, 64, Fraction(25), Colour(6, 1, 6, 6, False), 8,
+                         EncodeOptions("ffv1"), "matroska")
+        try:
+            for i in range(50):
+                sink.write(i, frame, None)
+            sink.close()
+        finally:
+            sink.abort()
+
+
+def test_memory_flat_over_a_long_clip(tmp_path):
+    """Bounded queues: resident memory after 3000 frames is what it was after the first 500."""
+    src = make_video(tmp_path / "long.mkv", n=1500, w=64, h=48, codec="ffv1")
+    marks = {}
+
+    def rss_kib():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+    def progress(done):
+        if done in (500, 2990):
+            marks[done] = rss_kib()
+
+    interpolate_video(src, tmp_path / "o.mkv", engine_factory=lambda need: blend_engine(), exp=1,
+                      codec="ffv1", progress=progress, queue_bytes=8 << 20)
+    assert marks[2990] - marks[500] < 40 * 1024, marks  # under 40 MiB of growth

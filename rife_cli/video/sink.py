@@ -159,7 +159,10 @@ class VideoSink:
 
     def close(self) -> None:
         self._mux(self.stream.encode(None))
-        self.container.close()
+        try:
+            self.container.close()  # writes the trailer: a full disk can show up only here
+        except OSError as exc:
+            raise OutputError(f"{self.path}: write failed ({exc.strerror or exc})") from None
 
     def abort(self) -> None:
         self._abort()
