@@ -211,3 +211,45 @@ def test_failure_leaves_nothing_and_no_threads(tmp_path):
     assert not (tmp_path / "o.mp4").exists()
     assert no_leftovers(tmp_path) == []
     assert threading.active_count() == before
+
+
+def with_subtitles_and_chapters(tmp_path):
+    from fractions import Fraction as Fr
+
+    import av
+
+    srt = tmp_path / "s.srt"
+    srt.write_text("1\n00:00:00,100 --> 00:00:00,500\nHello\n\n2\n00:00:00,600 --> 00:00:00,900\nWorld\n")
+    path = tmp_path / "sub.mkv"
+    with av.open(str(srt)) as sub, av.open(str(path), "w") as c:
+        v = c.add_stream("ffv1", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        so = c.add_stream_from_template(sub.streams.subtitles[0])
+        for i in range(25):
+            f = av.VideoFrame.from_ndarray(moving_frame(i, 64, 48), format="rgb24")
+            f.pts = i
+            c.mux(v.encode(f))
+        c.mux(v.encode(None))
+        for p in sub.demux(sub.streams.subtitles[0]):
+            if p.size:
+                p.stream = so
+                c.mux(p)
+        c.set_chapters([{"id": 1, "start": 0, "end": 500, "time_base": Fr(1, 1000), "metadata": {"title": "one"}}])
+    return path
+
+
+def test_subtitles_and_chapters_are_carried(tmp_path):
+    import av
+
+    src = with_subtitles_and_chapters(tmp_path)
+    run(src, tmp_path / "o.mkv", exp=1, codec="ffv1")
+    with av.open(str(tmp_path / "o.mkv")) as c:
+        assert [s.type for s in c.streams] == ["video", "subtitle"]
+        assert sum(1 for p in c.demux(c.streams.subtitles[0]) if p.size) == 2
+        assert [ch["metadata"]["title"] for ch in c.chapters()] == ["one"]
+    warnings = []
+    interpolate_video(src, tmp_path / "o.mp4", engine_factory=lambda n: blend_engine(), exp=1,
+                      warn=warnings.append)
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        assert "subtitle" not in [s.type for s in c.streams]  # SubRip cannot go into MP4
+    assert any("subtitle" in w and "dropped" in w for w in warnings)
