@@ -81,3 +81,23 @@ def test_several_inputs_one_failing(clip, tmp_path):
     assert res.exit_code == 3, res.output
     summaries = json.loads(res.stdout)
     assert len(summaries) == 1 and (tmp_path / "outdir" / "clip_2x_50fps.mp4").exists()
+
+
+def test_png_sequence_reproduces_reference_midpoints(tmp_path):
+    """Two golden frames as an image sequence: the made frame is the reference's v3.6 midpoint."""
+    import shutil
+
+    import cv2
+
+    from conftest import GOLDEN, psnr
+
+    seq = tmp_path / "seq"
+    seq.mkdir()
+    shutil.copy(GOLDEN / "I0" / "frame0.png", seq / "0001.png")
+    shutil.copy(GOLDEN / "I0" / "frame1.png", seq / "0002.png")
+    res = run("interpolate", seq, "-o", tmp_path / "out", "--png", "-q", "--precision", "fp32")
+    assert res.exit_code == 0, res.output
+    files = sorted((tmp_path / "out").iterdir())
+    assert len(files) == 3
+    ref = cv2.imread(str(GOLDEN / "I0" / "v3.6_exp2_2.png"))
+    assert psnr(cv2.imread(str(files[1])), ref) >= 50
