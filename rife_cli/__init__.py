@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["Interpolator", "load_model", "interpolate_video", "__version__"]
+__all__ = ["Interpolator", "__version__", "interpolate_video", "load_model"]
 
 
 def __getattr__(name: str):

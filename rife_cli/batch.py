@@ -7,8 +7,24 @@ from pathlib import Path
 
 from .video.images import IMAGE_EXTENSIONS, natural_key
 
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".mts", ".m2ts", ".wmv", ".flv",
-                    ".mpg", ".mpeg", ".3gp", ".ogv", ".gif")
+VIDEO_EXTENSIONS = (
+    ".mp4",
+    ".mkv",
+    ".mov",
+    ".webm",
+    ".avi",
+    ".m4v",
+    ".ts",
+    ".mts",
+    ".m2ts",
+    ".wmv",
+    ".flv",
+    ".mpg",
+    ".mpeg",
+    ".3gp",
+    ".ogv",
+    ".gif",
+)
 
 
 def expand_inputs(args: list[Path]) -> list[Path]:
@@ -24,8 +40,10 @@ def expand_inputs(args: list[Path]) -> list[Path]:
         if arg.is_dir():
             entries = [p for p in arg.iterdir() if p.is_file()]
             if not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in entries):
-                videos = sorted((p for p in entries if p.suffix.lower() in VIDEO_EXTENSIONS),
-                                key=lambda p: natural_key(p.name))
+                videos = sorted(
+                    (p for p in entries if p.suffix.lower() in VIDEO_EXTENSIONS),
+                    key=lambda p: natural_key(p.name),
+                )
                 if videos:
                     jobs += videos
                     continue

@@ -108,7 +108,9 @@ def model_pairs_per_s(engine, frames: list[np.ndarray], repeats: int) -> float:
     def one_pass():
         for i in range(0, n, bs):
             k = min(bs, n - i)
-            engine.make(x[i : i + k], x[i + 1 : i + 1 + k], [Request(j, Fraction(1, 2)) for j in range(k)])
+            engine.make(
+                x[i : i + k], x[i + 1 : i + 1 + k], [Request(j, Fraction(1, 2)) for j in range(k)]
+            )
 
     engine.make(x[0:1], x[1:2], [Request(0, Fraction(1, 2))])  # warm-up (and compile)
     _sync(engine.torch_device)
@@ -129,7 +131,11 @@ def baseline_e2e(engine, src: Path, out: Path) -> int:
     with av.open(str(src)) as inp, av.open(str(out), "w") as dst:
         vs = inp.streams.video[0]
         os_ = dst.add_stream("libx264", rate=vs.average_rate * 2)
-        os_.width, os_.height, os_.pix_fmt = vs.codec_context.width, vs.codec_context.height, "yuv420p"
+        os_.width, os_.height, os_.pix_fmt = (
+            vs.codec_context.width,
+            vs.codec_context.height,
+            "yuv420p",
+        )
         os_.codec_context.options = {"preset": "fast"}
         prev = None
         for frame in inp.decode(vs):
@@ -137,7 +143,9 @@ def baseline_e2e(engine, src: Path, out: Path) -> int:
             if prev is not None:
                 h, w = img.shape[:2]
                 x = engine.to_tensor([prev, img])
-                mid = engine.to_arrays(engine.make(x[0:1], x[1:2], [Request(0, Fraction(1, 2))])[0], h, w)[0]
+                mid = engine.to_arrays(
+                    engine.make(x[0:1], x[1:2], [Request(0, Fraction(1, 2))])[0], h, w
+                )[0]
                 for im in (prev, mid):
                     f = av.VideoFrame.from_ndarray(im, format="bgr24")
                     f.pts = n_out
@@ -151,17 +159,39 @@ def baseline_e2e(engine, src: Path, out: Path) -> int:
     return n_out + 1
 
 
-def run_bench(model: str | None, size: tuple[int, int], precision: str, batch_size: int, compile: bool,
-              device: str, frames: int, repeats: int = 1, rounds: int = 2, scale: float = 1.0,
-              log=print) -> BenchResult:
+def run_bench(
+    model: str | None,
+    size: tuple[int, int],
+    precision: str,
+    batch_size: int,
+    compile: bool,
+    device: str,
+    frames: int,
+    repeats: int = 1,
+    rounds: int = 2,
+    scale: float = 1.0,
+    log=print,
+) -> BenchResult:
     from .engine import Interpolator
     from .pipeline import interpolate_video
 
     w, h = size
-    ours = Interpolator(model, device=device, precision=precision, batch_size=batch_size, compile=compile,
-                        scale=scale)
-    base = Interpolator(model, device=device, precision="fp32", batch_size=1, memory_format="contiguous",
-                        scale=scale)
+    ours = Interpolator(
+        model,
+        device=device,
+        precision=precision,
+        batch_size=batch_size,
+        compile=compile,
+        scale=scale,
+    )
+    base = Interpolator(
+        model,
+        device=device,
+        precision="fp32",
+        batch_size=1,
+        memory_format="contiguous",
+        scale=scale,
+    )
     imgs = synthetic_frames(w, h, frames)
     if ours.torch_device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(ours.torch_device)
@@ -177,19 +207,29 @@ def run_bench(model: str | None, size: tuple[int, int], precision: str, batch_si
             n_base = baseline_e2e(base, src, Path(tmp) / "base.mp4")
             e_base.append(n_base / (time.perf_counter() - start))
             start = time.perf_counter()
-            s = interpolate_video(src, Path(tmp) / "ours.mp4", engine_factory=lambda need: ours, exp=1,
-                                  force=True)
+            s = interpolate_video(
+                src, Path(tmp) / "ours.mp4", engine_factory=lambda need: ours, exp=1, force=True
+            )
             e_ours.append(s.frames_out / (time.perf_counter() - start))
-            log(f"round {r + 1}/{rounds}: model {m_base[-1]:.3f} -> {m_ours[-1]:.3f} pairs/s, "
-                f"end-to-end {e_base[-1]:.3f} -> {e_ours[-1]:.3f} fps")
+            log(
+                f"round {r + 1}/{rounds}: model {m_base[-1]:.3f} -> {m_ours[-1]:.3f} pairs/s, "
+                f"end-to-end {e_base[-1]:.3f} -> {e_ours[-1]:.3f} fps"
+            )
     gpu = None
     if ours.torch_device.type == "cuda":
         gpu = torch.cuda.max_memory_allocated(ours.torch_device) / 2**20
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return BenchResult(
-        size=f"{w}x{h}", model=ours.source.label, device=str(ours.torch_device), precision=ours.precision,
-        batch_size=ours.batch_size, compile=compile,
-        pairs_per_s=float(np.median(m_ours)), baseline_pairs_per_s=float(np.median(m_base)),
-        e2e_fps=float(np.median(e_ours)), baseline_e2e_fps=float(np.median(e_base)),
-        peak_rss_mib=rss, peak_gpu_mib=gpu,
+        size=f"{w}x{h}",
+        model=ours.source.label,
+        device=str(ours.torch_device),
+        precision=ours.precision,
+        batch_size=ours.batch_size,
+        compile=compile,
+        pairs_per_s=float(np.median(m_ours)),
+        baseline_pairs_per_s=float(np.median(m_base)),
+        e2e_fps=float(np.median(e_ours)),
+        baseline_e2e_fps=float(np.median(e_base)),
+        peak_rss_mib=rss,
+        peak_gpu_mib=gpu,
     )

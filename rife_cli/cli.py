@@ -52,7 +52,7 @@ def reported(fn):
             if debug():
                 raise
             fail("out of memory; try --scale 0.5 or a smaller --batch-size")
-        except Exception as exc:  # noqa: BLE001 - last resort: one line, never a traceback
+        except Exception as exc:
             if debug():
                 raise
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -66,20 +66,41 @@ def reported(fn):
 def model_options(fn):
     """--model, --scale/--uhd, --device, --precision, --offline: shared by every command that infers."""
     opts = [
-        click.option("--model", "-m", default=None, metavar="NAME|DIR|FILE",
-                     help="Model name (v3.6, v3.8, v4.0), a train_log directory holding flownet.pkl, "
-                     "or a weights file. Default: $RIFE_MODEL, else ./train_log/flownet.pkl, else v3.6."),
-        click.option("--scale", type=click.Choice(["0.25", "0.5", "1", "2", "4"]), default=None,
-                     help="Flow scale: 0.5 for 4K, 0.25 for 8K, 2 or 4 for small frames. [default: 1]"),
+        click.option(
+            "--model",
+            "-m",
+            default=None,
+            metavar="NAME|DIR|FILE",
+            help="Model name (v3.6, v3.8, v4.0), a train_log directory holding flownet.pkl, "
+            "or a weights file. Default: $RIFE_MODEL, else ./train_log/flownet.pkl, else v3.6.",
+        ),
+        click.option(
+            "--scale",
+            type=click.Choice(["0.25", "0.5", "1", "2", "4"]),
+            default=None,
+            help="Flow scale: 0.5 for 4K, 0.25 for 8K, 2 or 4 for small frames. [default: 1]",
+        ),
         click.option("--uhd", is_flag=True, help="Same as --scale 0.5 (for 4K input)."),
-        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
-        click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto",
-                     show_default=True,
-                     help="auto: fp16 on CUDA, bf16 on CPUs with AMX/AVX-512 bf16, else fp32."),
-        click.option("--offline", is_flag=True, help="Never download weights (also RIFE_OFFLINE=1)."),
-        click.option("--compile", "compile_net", is_flag=True,
-                     help="torch.compile the network: a slow first frame (about a minute on a small CPU), "
-                     "then faster; for long videos."),
+        click.option(
+            "--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."
+        ),
+        click.option(
+            "--precision",
+            type=click.Choice(["auto", "fp32", "fp16", "bf16"]),
+            default="auto",
+            show_default=True,
+            help="auto: fp16 on CUDA, bf16 on CPUs with AMX/AVX-512 bf16, else fp32.",
+        ),
+        click.option(
+            "--offline", is_flag=True, help="Never download weights (also RIFE_OFFLINE=1)."
+        ),
+        click.option(
+            "--compile",
+            "compile_net",
+            is_flag=True,
+            help="torch.compile the network: a slow first frame (about a minute on a small CPU), "
+            "then faster; for long videos.",
+        ),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -92,8 +113,17 @@ def flow_scale(scale: str | None, uhd: bool) -> float:
     return 0.5 if uhd else float(scale or 1)
 
 
-def build_interpolator(model, scale, uhd, device, precision, offline, compile_net=False, need_any_timestep=False,
-                       batch_size=0):
+def build_interpolator(
+    model,
+    scale,
+    uhd,
+    device,
+    precision,
+    offline,
+    compile_net=False,
+    need_any_timestep=False,
+    batch_size=0,
+):
     from .engine import Interpolator
     from .models.loading import resolve_default
     from .models.registry import TIMESTEP_MODEL
@@ -101,8 +131,16 @@ def build_interpolator(model, scale, uhd, device, precision, offline, compile_ne
     if need_any_timestep and resolve_default(model) is None:
         notice(f"this timing needs any timestep; using model {TIMESTEP_MODEL}")
         model = TIMESTEP_MODEL
-    return Interpolator(model=model, device=device, precision=precision, scale=flow_scale(scale, uhd),
-                        batch_size=batch_size, offline=offline, notice=notice, compile=compile_net)
+    return Interpolator(
+        model=model,
+        device=device,
+        precision=precision,
+        scale=flow_scale(scale, uhd),
+        batch_size=batch_size,
+        offline=offline,
+        notice=notice,
+        compile=compile_net,
+    )
 
 
 class RifeGroup(click.Group):
@@ -114,7 +152,11 @@ class RifeGroup(click.Group):
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as exc:
-            where = f" (rife {exc.ctx.info_name} --help)" if exc.ctx and exc.ctx.parent else " (rife --help)"
+            where = (
+                f" (rife {exc.ctx.info_name} --help)"
+                if exc.ctx and exc.ctx.parent
+                else " (rife --help)"
+            )
             click.echo(f"rife: error: {exc.format_message()}{where}", err=True)
             sys.exit(EXIT_USAGE)
         except click.ClickException as exc:
@@ -134,9 +176,17 @@ def main():
 @main.command()
 @click.argument("img0", type=click.Path(path_type=Path))
 @click.argument("img1", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("output"), show_default=True,
-              help="Directory for the frames.")
-@click.option("--exp", type=int, default=None, help="Make 2^N - 1 frames between (default 1: one midpoint).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=Path("output"),
+    show_default=True,
+    help="Directory for the frames.",
+)
+@click.option(
+    "--exp", type=int, default=None, help="Make 2^N - 1 frames between (default 1: one midpoint)."
+)
 @click.option("--multi", type=int, default=None, help="Make M - 1 evenly spaced frames between.")
 @click.option("--ratio", type=float, default=None, help="Make one frame at time T in (0, 1).")
 @model_options
@@ -157,8 +207,15 @@ def frames(img0, img1, output, exp, multi, ratio, **model_opts):
     from .frames import make_frames, timesteps_for
 
     ts, need_any = timesteps_for(exp, multi, ratio)
-    written = make_frames(img0, img1, output, ts, ratio,
-                          lambda need: build_interpolator(**model_opts, need_any_timestep=need), need_any)
+    written = make_frames(
+        img0,
+        img1,
+        output,
+        ts,
+        ratio,
+        lambda need: build_interpolator(**model_opts, need_any_timestep=need),
+        need_any,
+    )
     notice(f"wrote {len(written)} frames to {output}")
 
 
@@ -172,8 +229,14 @@ class _Progress:
         if not self.quiet:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=n, desc=self.name, unit="frame", file=sys.stderr, dynamic_ncols=True,
-                            leave=False)
+            self.bar = tqdm(
+                total=n,
+                desc=self.name,
+                unit="frame",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                leave=False,
+            )
 
     def __call__(self, done: int):
         if self.bar is not None:
@@ -211,34 +274,86 @@ def _install_stop_handlers():
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Output file (.mp4 .mkv .mov .webm) or, with --png or a trailing /, a directory. "
-              "Default: beside the input, {stem}_{factor}x_{fps}fps.{ext}. With several inputs: a directory.")
-@click.option("--exp", type=int, default=None, help="Multiply the frame rate by 2^N (default 1: 2x).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Output file (.mp4 .mkv .mov .webm) or, with --png or a trailing /, a directory. "
+    "Default: beside the input, {stem}_{factor}x_{fps}fps.{ext}. With several inputs: a directory.",
+)
+@click.option(
+    "--exp", type=int, default=None, help="Multiply the frame rate by 2^N (default 1: 2x)."
+)
 @click.option("--multi", type=int, default=None, help="Multiply the frame rate by M (3 uses v4.0).")
 @click.option("--fps", default=None, metavar="F", help="Target rate: 60, 59.94, 60000/1001.")
-@click.option("--slowmo", is_flag=True, help="Write at the source rate: slow motion (audio is dropped).")
-@click.option("--scene-threshold", type=float, default=0.2, show_default=True,
-              help="Pairs less similar than this (SSIM of thumbnails) are cuts: nothing blended across. 0: off.")
+@click.option(
+    "--slowmo", is_flag=True, help="Write at the source rate: slow motion (audio is dropped)."
+)
+@click.option(
+    "--scene-threshold",
+    type=float,
+    default=0.2,
+    show_default=True,
+    help="Pairs less similar than this (SSIM of thumbnails) are cuts: nothing blended across. 0: off.",
+)
 @click.option("--montage", is_flag=True, help="Left half original (held), right half interpolated.")
-@click.option("--png", is_flag=True, help="Write a numbered PNG sequence (16-bit for >8-bit sources).")
-@click.option("--force", is_flag=True, help="Overwrite an existing output (and start over a --resume).")
-@click.option("--skip-existing", is_flag=True, help="Skip inputs whose output is already there (complete).")
-@click.option("--resume", is_flag=True,
-              help="Continue an interrupted run from its last finished segment instead of from zero.")
-@click.option("--codec", default=None,
-              help="libx264 (default; libsvtav1 for .webm), libx265, libsvtav1, ffv1, prores_ks, "
-              "h264_nvenc, hevc_nvenc, av1_nvenc.")
+@click.option(
+    "--png", is_flag=True, help="Write a numbered PNG sequence (16-bit for >8-bit sources)."
+)
+@click.option(
+    "--force", is_flag=True, help="Overwrite an existing output (and start over a --resume)."
+)
+@click.option(
+    "--skip-existing", is_flag=True, help="Skip inputs whose output is already there (complete)."
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue an interrupted run from its last finished segment instead of from zero.",
+)
+@click.option(
+    "--codec",
+    default=None,
+    help="libx264 (default; libsvtav1 for .webm), libx265, libsvtav1, ffv1, prores_ks, "
+    "h264_nvenc, hevc_nvenc, av1_nvenc.",
+)
 @click.option("--crf", type=int, default=None, help="Encoder quality (x264/x265 default 23/28).")
 @click.option("--preset", default=None, help="Encoder preset (x264 default here: fast).")
-@click.option("--pix-fmt", default=None, help="Output pixel format (default: yuv420p, or yuv420p10le for >8-bit).")
-@click.option("--batch-size", type=int, default=0, help="Pairs per forward (default: from free memory).")
+@click.option(
+    "--pix-fmt",
+    default=None,
+    help="Output pixel format (default: yuv420p, or yuv420p10le for >8-bit).",
+)
+@click.option(
+    "--batch-size", type=int, default=0, help="Pairs per forward (default: from free memory)."
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @model_options
 @reported
-def interpolate(inputs, output, exp, multi, fps, slowmo, scene_threshold, montage, png, force, skip_existing, resume, codec,
-                crf, preset, pix_fmt, batch_size, quiet, as_json, **model_opts):
+def interpolate(
+    inputs,
+    output,
+    exp,
+    multi,
+    fps,
+    slowmo,
+    scene_threshold,
+    montage,
+    png,
+    force,
+    skip_existing,
+    resume,
+    codec,
+    crf,
+    preset,
+    pix_fmt,
+    batch_size,
+    quiet,
+    as_json,
+    **model_opts,
+):
     """Interpolate videos (any file FFmpeg reads) or image directories to a higher frame rate.
 
     Output frame i sits at i / F_out; source frames pass through untouched, made frames fill the
@@ -279,7 +394,9 @@ def interpolate(inputs, output, exp, multi, fps, slowmo, scene_threshold, montag
 
     def engine_for(need):
         if need not in engines:
-            engines[need] = build_interpolator(**model_opts, need_any_timestep=need, batch_size=batch_size)
+            engines[need] = build_interpolator(
+                **model_opts, need_any_timestep=need, batch_size=batch_size
+            )
         return engines[need]
 
     from .batch import expand_inputs, summary_table
@@ -296,14 +413,32 @@ def interpolate(inputs, output, exp, multi, fps, slowmo, scene_threshold, montag
         bar = _Progress(quiet, inp.name)
         try:
             summary = interpolate_video(
-                inp, None if several else output, output_dir=out_dir, engine_factory=engine_for, progress=bar,
-                total=bar.total, warn=notice, stop=stop, resume=resume, skip_existing=skip_existing,
-                exp=exp, multi=multi, fps=fps, slowmo=slowmo, scene_threshold=scene_threshold,
-                montage=montage, png=png, force=force, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
+                inp,
+                None if several else output,
+                output_dir=out_dir,
+                engine_factory=engine_for,
+                progress=bar,
+                total=bar.total,
+                warn=notice,
+                stop=stop,
+                resume=resume,
+                skip_existing=skip_existing,
+                exp=exp,
+                multi=multi,
+                fps=fps,
+                slowmo=slowmo,
+                scene_threshold=scene_threshold,
+                montage=montage,
+                png=png,
+                force=force,
+                codec=codec,
+                crf=crf,
+                preset=preset,
+                pix_fmt=pix_fmt,
             )
         except Interrupted:
             raise
-        except Exception as exc:  # noqa: BLE001 - in a batch, one input's failure never stops the rest
+        except Exception as exc:
             if not several:
                 raise
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -317,14 +452,22 @@ def interpolate(inputs, output, exp, multi, fps, slowmo, scene_threshold, montag
         if summary.skipped:
             rows.append((str(inp), "skipped", f"{summary.output} exists"))
             continue
-        rows.append((str(inp), "done", f"{summary.frames_out} frames, {summary.seconds:.1f} s -> {summary.output}"))
+        rows.append(
+            (
+                str(inp),
+                "done",
+                f"{summary.frames_out} frames, {summary.seconds:.1f} s -> {summary.output}",
+            )
+        )
         if summary.bad_packets:
             notice(f"{inp}: {summary.bad_packets} corrupt packets skipped")
         if not quiet:
-            notice(f"{summary.input} -> {summary.output}: {summary.frames_in} -> {summary.frames_out} frames, "
-                   f"{summary.fps_in} -> {summary.fps_out} fps, {summary.duration:.3f} s, "
-                   f"{summary.scene_cuts} scene cuts, {summary.seconds:.1f} s on {summary.device} "
-                   f"({summary.model}, {summary.precision})")
+            notice(
+                f"{summary.input} -> {summary.output}: {summary.frames_in} -> {summary.frames_out} frames, "
+                f"{summary.fps_in} -> {summary.fps_out} fps, {summary.duration:.3f} s, "
+                f"{summary.scene_cuts} scene cuts, {summary.seconds:.1f} s on {summary.device} "
+                f"({summary.model}, {summary.precision})"
+            )
     if several:
         click.echo(summary_table(rows), err=True)
     if as_json:
@@ -336,15 +479,40 @@ def interpolate(inputs, output, exp, multi, fps, slowmo, scene_threshold, montag
 
 
 @main.command()
-@click.option("--size", "sizes", multiple=True, default=["1280x720"], show_default=True,
-              help="Frame size WxH (repeatable).")
-@click.option("--batch-size", type=int, default=0, help="Pairs per forward (default: from free memory).")
-@click.option("--frames", type=int, default=6, show_default=True, help="Frames in the generated clip.")
-@click.option("--rounds", type=int, default=2, show_default=True, help="Alternating rounds; medians reported.")
+@click.option(
+    "--size",
+    "sizes",
+    multiple=True,
+    default=["1280x720"],
+    show_default=True,
+    help="Frame size WxH (repeatable).",
+)
+@click.option(
+    "--batch-size", type=int, default=0, help="Pairs per forward (default: from free memory)."
+)
+@click.option(
+    "--frames", type=int, default=6, show_default=True, help="Frames in the generated clip."
+)
+@click.option(
+    "--rounds", type=int, default=2, show_default=True, help="Alternating rounds; medians reported."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 @model_options
 @reported
-def bench(sizes, batch_size, frames, rounds, as_json, model, scale, uhd, device, precision, offline, compile_net):
+def bench(
+    sizes,
+    batch_size,
+    frames,
+    rounds,
+    as_json,
+    model,
+    scale,
+    uhd,
+    device,
+    precision,
+    offline,
+    compile_net,
+):
     """Measure model-only pairs/s and end-to-end fps against a reference-like fp32 baseline.
 
     The baseline (fp32, NCHW, one pair per forward, decode/infer/encode in one loop) runs in the
@@ -362,21 +530,34 @@ def bench(sizes, batch_size, frames, rounds, as_json, model, scale, uhd, device,
             w, h = (int(v) for v in size.lower().split("x"))
         except ValueError:
             raise click.UsageError(f"--size {size!r}: use WxH, e.g. 1920x1080") from None
-        r = run_bench(model, (w, h), precision, batch_size, compile_net, device, frames, rounds=rounds,
-                      scale=flow_scale(scale, uhd),
-                      log=lambda m: notice(m) if not as_json else None)
+        r = run_bench(
+            model,
+            (w, h),
+            precision,
+            batch_size,
+            compile_net,
+            device,
+            frames,
+            rounds=rounds,
+            scale=flow_scale(scale, uhd),
+            log=lambda m: notice(m) if not as_json else None,
+        )
         results.append(r)
     if as_json:
-        click.echo(json.dumps({"machine": machine(), "results": [r.as_dict() for r in results]}, indent=1))
+        click.echo(
+            json.dumps({"machine": machine(), "results": [r.as_dict() for r in results]}, indent=1)
+        )
         return
     click.echo(f"machine: {machine()}")
     for r in results:
-        click.echo(f"{r.size} {r.model} {r.device} {r.precision} batch {r.batch_size}"
-                   f"{' compiled' if r.compile else ''}: model {r.pairs_per_s:.3f} pairs/s "
-                   f"(baseline {r.baseline_pairs_per_s:.3f}, {r.model_ratio:.2f}x); end-to-end "
-                   f"{r.e2e_fps:.3f} fps (baseline {r.baseline_e2e_fps:.3f}, {r.e2e_ratio:.2f}x); "
-                   f"peak RSS {r.peak_rss_mib:.0f} MiB"
-                   + (f", peak GPU {r.peak_gpu_mib:.0f} MiB" if r.peak_gpu_mib is not None else ""))
+        click.echo(
+            f"{r.size} {r.model} {r.device} {r.precision} batch {r.batch_size}"
+            f"{' compiled' if r.compile else ''}: model {r.pairs_per_s:.3f} pairs/s "
+            f"(baseline {r.baseline_pairs_per_s:.3f}, {r.model_ratio:.2f}x); end-to-end "
+            f"{r.e2e_fps:.3f} fps (baseline {r.baseline_e2e_fps:.3f}, {r.e2e_ratio:.2f}x); "
+            f"peak RSS {r.peak_rss_mib:.0f} MiB"
+            + (f", peak GPU {r.peak_gpu_mib:.0f} MiB" if r.peak_gpu_mib is not None else "")
+        )
 
 
 @main.group(invoke_without_command=True)
@@ -393,8 +574,10 @@ def models(ctx):
         path = cached_path(m.name)
         here = path.is_file()
         default = " (default)" if m.name == DEFAULT_MODEL else ""
-        click.echo(f"{m.name:6}  {m.family + '.x' if m.family == 'v3' else m.family:6}  "
-                   f"{'yes' if here else 'no':9}  {m.size / 1e6:5.1f}M  {m.purpose}{default}")
+        click.echo(
+            f"{m.name:6}  {m.family + '.x' if m.family == 'v3' else m.family:6}  "
+            f"{'yes' if here else 'no':9}  {m.size / 1e6:5.1f}M  {m.purpose}{default}"
+        )
         click.echo(f"{'':36}{path if here else 'fetch: rife models fetch ' + m.name}")
 
 
@@ -408,7 +591,9 @@ def models_fetch(names):
 
     for name in names:
         if name not in MODELS:
-            raise click.BadParameter(f"unknown model {name!r}; known: {', '.join(MODELS)}", param_hint="NAMES")
+            raise click.BadParameter(
+                f"unknown model {name!r}; known: {', '.join(MODELS)}", param_hint="NAMES"
+            )
     for name in names:
         if cached_path(name).is_file():
             click.echo(f"{name}: already cached at {cached_path(name)}")

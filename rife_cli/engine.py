@@ -46,9 +46,13 @@ def pick_device(device: str) -> torch.device:
         raise UsageError(f"--device {device!r}: use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise UsageError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+            raise UsageError(
+                f"--device {device}: CUDA is not available on this machine (use --device cpu)"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise UsageError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) present")
+            raise UsageError(
+                f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) present"
+            )
     elif dev.type != "cpu":
         raise UsageError(f"--device {device!r}: use auto, cpu, cuda or cuda:N")
     return dev
@@ -109,14 +113,18 @@ class Interpolator:
     batch_size: int = 0  # 0: chosen from free memory (CUDA), 1 on the CPU
     offline: bool = False
     notice: Callable[[str], None] | None = None
-    network: torch.nn.Module | None = None  # a ready network instead of weights (family, pad_base set)
+    network: torch.nn.Module | None = (
+        None  # a ready network instead of weights (family, pad_base set)
+    )
     memory_format: str = "channels_last"  # or "contiguous": the reference's layout, for baselines
     compile: bool = False  # torch.compile the network (slow first call; worth it for long videos)
     source: ModelSource = field(init=False)
 
     def __post_init__(self):
         if self.scale not in SCALES:
-            raise UsageError(f"--scale {self.scale}: use one of {', '.join(str(s) for s in SCALES)}")
+            raise UsageError(
+                f"--scale {self.scale}: use one of {', '.join(str(s) for s in SCALES)}"
+            )
         self.torch_device = pick_device(self.device)
         self.precision = pick_precision(self.precision, self.torch_device)
         if self.precision == "fp16" and self.torch_device.type == "cpu":
@@ -173,7 +181,9 @@ class Interpolator:
             if f.ndim == 2:
                 f = np.repeat(f[:, :, None], 3, axis=2)
             arrs.append(f[:, :, :3])
-        x = torch.from_numpy(np.ascontiguousarray(np.stack(arrs))).to(self.torch_device, non_blocking=True)
+        x = torch.from_numpy(np.ascontiguousarray(np.stack(arrs))).to(
+            self.torch_device, non_blocking=True
+        )
         dtype = arrs[0].dtype
         x = x.permute(0, 3, 1, 2)
         if dtype == np.uint8:
@@ -191,7 +201,9 @@ class Interpolator:
         return x
 
     @staticmethod
-    def to_arrays(x: torch.Tensor, h: int, w: int, dtype=np.uint8, rounding: str = "nearest") -> list[np.ndarray]:
+    def to_arrays(
+        x: torch.Tensor, h: int, w: int, dtype=np.uint8, rounding: str = "nearest"
+    ) -> list[np.ndarray]:
         """Crop the padding and quantise integer types: to the nearest level (default) or truncating
         like the reference ("truncate"). Float frames pass unclipped, as the reference writes EXR."""
         x = x[:, :, :h, :w].float()
@@ -210,8 +222,10 @@ class Interpolator:
         dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
         return torch.autocast(self.torch_device.type, dtype=dtype)
 
-    def _run_net(self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, autocast: bool) -> torch.Tensor:
-        with torch.inference_mode(), (self._autocast() if autocast else contextlib.nullcontext()):
+    def _run_net(
+        self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, autocast: bool
+    ) -> torch.Tensor:
+        with torch.inference_mode(), self._autocast() if autocast else contextlib.nullcontext():
             if self.family == "v4":
                 out = self._forward_net(a, b, t, self.scale)
             else:
@@ -231,7 +245,9 @@ class Interpolator:
                         out = out.index_copy(0, idx, redo)
                     self.fp32_fallbacks += int(idx.numel())
         except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
-            if not isinstance(exc, (torch.OutOfMemoryError, MemoryError)) and "alloc" not in str(exc):
+            if not isinstance(exc, (torch.OutOfMemoryError, MemoryError)) and "alloc" not in str(
+                exc
+            ):
                 raise
             raise ResourceError(
                 f"out of {'GPU ' if a.is_cuda else ''}memory for {a.shape[0]} pair(s) of "
@@ -241,12 +257,16 @@ class Interpolator:
 
     def _batched(self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         outs = [
-            self._forward(a[i : i + self.batch_size], b[i : i + self.batch_size], t[i : i + self.batch_size])
+            self._forward(
+                a[i : i + self.batch_size], b[i : i + self.batch_size], t[i : i + self.batch_size]
+            )
             for i in range(0, a.shape[0], self.batch_size)
         ]
         return outs[0] if len(outs) == 1 else torch.cat(outs, 0)
 
-    def make(self, a: torch.Tensor, b: torch.Tensor, requests: Sequence[Request]) -> list[torch.Tensor]:
+    def make(
+        self, a: torch.Tensor, b: torch.Tensor, requests: Sequence[Request]
+    ) -> list[torch.Tensor]:
         """Frames (1 x 3 x Hp x Wp each) for every request, batched across pairs and timesteps."""
         if not requests:
             return []
@@ -289,7 +309,9 @@ class Interpolator:
         return [get(r.pair, r.t) for r in requests]
 
     # ----- conveniences for callers holding two frames
-    def interpolate(self, frame0: np.ndarray, frame1: np.ndarray, timesteps: Sequence[float | Fraction]) -> list[np.ndarray]:
+    def interpolate(
+        self, frame0: np.ndarray, frame1: np.ndarray, timesteps: Sequence[float | Fraction]
+    ) -> list[np.ndarray]:
         """Frames at the given timesteps between two BGR frames, in the input dtype."""
         ts = [Fraction(t).limit_denominator(1 << 20) for t in timesteps]
         for t in ts:

@@ -12,11 +12,15 @@ from .errors import InputError, UsageError
 from .video.images import blend_alpha, merge, read_image, split_alpha, write_image
 
 
-def timesteps_for(exp: int | None, multi: int | None, ratio: float | None) -> tuple[list[Fraction] | None, bool]:
+def timesteps_for(
+    exp: int | None, multi: int | None, ratio: float | None
+) -> tuple[list[Fraction] | None, bool]:
     """The timesteps asked for, and whether they need a model that makes any timestep.
 
     For --ratio the list is None: the timestep depends on the model (v3.x bisects)."""
-    given = [n for n, v in (("--exp", exp), ("--multi", multi), ("--ratio", ratio)) if v is not None]
+    given = [
+        n for n, v in (("--exp", exp), ("--multi", multi), ("--ratio", ratio)) if v is not None
+    ]
     if len(given) > 1:
         raise UsageError(f"{' and '.join(given)} exclude each other; give one")
     if ratio is not None:

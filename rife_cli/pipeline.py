@@ -81,13 +81,17 @@ def default_output(info: SourceInfo, label: str, png: bool) -> Path:
     stem = info.path.name if info.is_images else info.path.stem
     if png or info.is_images:
         return info.path.parent / f"{stem}_{label}"
-    ext = info.path.suffix.lower() if info.path.suffix.lower() in (".mp4", ".mkv", ".mov", ".webm") else ".mp4"
+    ext = (
+        info.path.suffix.lower()
+        if info.path.suffix.lower() in (".mp4", ".mkv", ".mov", ".webm")
+        else ".mp4"
+    )
     return info.path.with_name(f"{stem}_{label}{ext}")
 
 
-def temp_paths(out: Path) -> tuple[Path, Path]:
-    """(encoded video, final part) beside the target: same filesystem, so the rename is atomic."""
-    return out.with_name(f".{out.name}{TMP_TAG}.video{out.suffix}"), out.with_name(f".{out.name}{TMP_TAG}{out.suffix}")
+def part_path(out: Path) -> Path:
+    """Where the output is assembled: beside the target, so the final rename is atomic."""
+    return out.with_name(f".{out.name}{TMP_TAG}{out.suffix}")
 
 
 def clean_leftovers(out: Path) -> None:
@@ -135,8 +139,21 @@ class StopRequest:
 class _Run:
     """One input through the pipeline. Holds the threads, the temporaries and the counters."""
 
-    def __init__(self, info, target, engine, opts, png, progress, warn, skip_until=0, done_out=0,
-                 done_cuts=0, stop=None, clock=None):
+    def __init__(
+        self,
+        info,
+        target,
+        engine,
+        opts,
+        png,
+        progress,
+        warn,
+        skip_until=0,
+        done_out=0,
+        done_cuts=0,
+        stop=None,
+        clock=None,
+    ):
         self.info, self.target, self.engine, self.opts = info, target, engine, opts
         self.png, self.progress, self.warn = png, progress, warn
         self.cancel = threading.Event()
@@ -188,7 +205,12 @@ class _Run:
             if isinstance(frame, _Skipped):
                 continue  # inside a segment finished by an earlier run
             if prev is not None:
-                if self.stop is not None and self.stop.is_set() or self.clock is not None and self.clock.full():
+                if (
+                    self.stop is not None
+                    and self.stop.is_set()
+                    or self.clock is not None
+                    and self.clock.full()
+                ):
                     self.flush(batch, out_q)
                     batch = []
                     out_q.put(SegmentCut(prev.index, self.segment_cuts))
@@ -198,8 +220,9 @@ class _Run:
                     if self.stop is not None and self.stop.is_set():
                         self.stopped = True
                         return
-                cut = self.opts.scene_threshold > 0 and scenes.is_cut(prev.thumb, frame.thumb,
-                                                                      self.opts.scene_threshold)
+                cut = self.opts.scene_threshold > 0 and scenes.is_cut(
+                    prev.thumb, frame.thumb, self.opts.scene_threshold
+                )
                 self.cuts += cut
                 self.segment_cuts += cut
                 batch.append((prev, frame, plan.slots(prev.time, frame.time), cut))
@@ -231,7 +254,9 @@ class _Run:
     def flush(self, batch, q: ByteQueue) -> None:
         from .engine import Request
 
-        need = [i for i, (_, _, slots, cut) in enumerate(batch) if not cut and any(s.t for s in slots)]
+        need = [
+            i for i, (_, _, slots, cut) in enumerate(batch) if not cut and any(s.t for s in slots)
+        ]
         made: dict[tuple[int, Fraction], np.ndarray] = {}
         if need:
             h, w = batch[0][0].image.shape[:2]
@@ -288,7 +313,16 @@ def interpolate_video(
     engine_factory is given, those of `Interpolator` (model, device, precision, scale, batch_size)."""
     started = clock.perf_counter()
     warn = warn or (lambda msg: None)
-    engine_keys = {"model", "device", "precision", "scale", "batch_size", "offline", "notice", "compile"}
+    engine_keys = {
+        "model",
+        "device",
+        "precision",
+        "scale",
+        "batch_size",
+        "offline",
+        "notice",
+        "compile",
+    }
     engine_opts = {k: options.pop(k) for k in list(options) if k in engine_keys}
     opts = Options(**options)
     inp = Path(input)
@@ -300,10 +334,15 @@ def interpolate_video(
         raise UsageError(str(exc)) from None
     from .video.sink import container_of
 
-    png = (opts.png or (output is not None and str(output).endswith(os.sep))
-           or (info.is_images and (output is None or container_of(Path(output)) is None)))
+    png = (
+        opts.png
+        or (output is not None and str(output).endswith(os.sep))
+        or (info.is_images and (output is None or container_of(Path(output)) is None))
+    )
     if opts.resume and png:
-        raise UsageError("--resume works for video outputs; PNG sequences are rewritten from the start")
+        raise UsageError(
+            "--resume works for video outputs; PNG sequences are rewritten from the start"
+        )
     if output is not None:
         out = Path(output)
     else:
@@ -317,7 +356,9 @@ def interpolate_video(
 
         enc = EncodeOptions(opts.codec, opts.crf, opts.preset, opts.pix_fmt)
         check_encoder(out, enc)
-        check_frame_size(info.width, info.height, enc.pix_fmt or default_pix_fmt(enc.codec, info.bits))
+        check_frame_size(
+            info.width, info.height, enc.pix_fmt or default_pix_fmt(enc.codec, info.bits)
+        )
     check_output(out, opts.force, inp)
     clean_leftovers(out)
 
@@ -338,13 +379,15 @@ def interpolate_video(
     engine = engine_factory(need_any)
     if need_any and not engine.any_timestep:
         why = "a variable-frame-rate source" if info.vfr else f"a {float(f):g}x factor"
-        raise ModelError(f"model {engine.source.label} makes only midpoints and cannot serve {why}; "
-                         "use --model v4.0")
+        raise ModelError(
+            f"model {engine.source.label} makes only midpoints and cannot serve {why}; "
+            "use --model v4.0"
+        )
     fallbacks_before = getattr(engine, "fp32_fallbacks", 0)
     if info.frames and total:
         total(int(info.frames * f) if not png else int((info.frames - 1) * f) + 1)
 
-    video_tmp, part = temp_paths(out)
+    part = part_path(out)
     journal = None
     if png:
         from .video.sink import ImageSink
@@ -355,19 +398,55 @@ def interpolate_video(
         from .resume import SegmentClock, SegmentedSink, open_journal
         from .video.sink import VideoSink, container_of
 
-        volatile = ("force", "resume", "skip_existing", "queue_bytes", "segment_frames", "segment_seconds")
+        volatile = (
+            "force",
+            "resume",
+            "skip_existing",
+            "queue_bytes",
+            "segment_frames",
+            "segment_seconds",
+        )
         fingerprint = {k: str(v) for k, v in asdict(opts).items() if k not in volatile}
-        fingerprint.update(model=engine.source.label, precision=engine.precision, scale=str(engine.scale),
-                           codec=enc.codec)
+        fingerprint.update(
+            model=engine.source.label,
+            precision=engine.precision,
+            scale=str(engine.scale),
+            codec=enc.codec,
+        )
         journal = open_journal(out, inp, fingerprint, opts.resume, opts.force)
         if journal.segments:
-            warn(f"resuming {out.name} after {journal.frames_out} frames ({len(journal.segments)} segments)")
+            warn(
+                f"resuming {out.name} after {journal.frames_out} frames ({len(journal.segments)} segments)"
+            )
         colour = _colour(info)
-        sink = SegmentedSink(journal, lambda p: VideoSink(p, info.width, info.height, target.write_rate,
-                                                          colour, info.bits, enc, container_of(out)), out.suffix)
-        run = _Run(info, target, engine, opts, png, progress, warn, skip_until=journal.next_src,
-                   done_out=journal.frames_out, done_cuts=sum(s.cuts for s in journal.segments), stop=stop,
-                   clock=SegmentClock(opts.segment_frames, opts.segment_seconds))
+        sink = SegmentedSink(
+            journal,
+            lambda p: VideoSink(
+                p,
+                info.width,
+                info.height,
+                target.write_rate,
+                colour,
+                info.bits,
+                enc,
+                container_of(out),
+            ),
+            out.suffix,
+        )
+        run = _Run(
+            info,
+            target,
+            engine,
+            opts,
+            png,
+            progress,
+            warn,
+            skip_until=journal.next_src,
+            done_out=journal.frames_out,
+            done_cuts=sum(s.cuts for s in journal.segments),
+            stop=stop,
+            clock=SegmentClock(opts.segment_frames, opts.segment_seconds),
+        )
     src_q = ByteQueue(opts.queue_bytes, run.cancel)
     out_q = ByteQueue(opts.queue_bytes, run.cancel)
     reader = Worker("reader", lambda: run.read(src_q), run.cancel)
@@ -410,11 +489,19 @@ def interpolate_video(
                 warn("--slowmo: audio dropped (its duration would not match)")
             try:
                 report = mux(sink.files(), inp if keep else None, part, container_of(out), warn)
-            except (av.FFmpegError, AttributeError, ValueError, TypeError, UnicodeDecodeError) as exc:
+            except (
+                av.FFmpegError,
+                AttributeError,
+                ValueError,
+                TypeError,
+                UnicodeDecodeError,
+            ) as exc:
                 if not keep:
                     raise
                 # Audio trouble never fails the video: write it without the other streams.
-                warn(f"audio/subtitles could not be carried over ({type(exc).__name__}: {exc}); video only")
+                warn(
+                    f"audio/subtitles could not be carried over ({type(exc).__name__}: {exc}); video only"
+                )
                 report = mux(sink.files(), None, part, container_of(out), warn)
             audio = report.audio
             os.replace(part, out)
@@ -428,19 +515,28 @@ def interpolate_video(
     finally:
         if not ok:
             sink.abort()
-        for p in (video_tmp, part):
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
+        if part.is_dir():
+            shutil.rmtree(part, ignore_errors=True)
+        else:
+            part.unlink(missing_ok=True)
 
     duration = Fraction(run.frames_out) / target.write_rate
     return Summary(
-        input=str(inp), output=str(out), frames_in=run.frames_in, frames_out=run.frames_out,
-        fps_in=_rate_text(info.rate), fps_out=_rate_text(target.write_rate), duration=float(duration),
-        scene_cuts=run.cuts, seconds=round(clock.perf_counter() - started, 3),
-        device=str(engine.torch_device), model=engine.source.label, precision=engine.precision, audio=audio,
-        bad_packets=run.stats["bad_packets"], fp32_fallbacks=getattr(engine, "fp32_fallbacks", 0) - fallbacks_before,
+        input=str(inp),
+        output=str(out),
+        frames_in=run.frames_in,
+        frames_out=run.frames_out,
+        fps_in=_rate_text(info.rate),
+        fps_out=_rate_text(target.write_rate),
+        duration=float(duration),
+        scene_cuts=run.cuts,
+        seconds=round(clock.perf_counter() - started, 3),
+        device=str(engine.torch_device),
+        model=engine.source.label,
+        precision=engine.precision,
+        audio=audio,
+        bad_packets=run.stats["bad_packets"],
+        fp32_fallbacks=getattr(engine, "fp32_fallbacks", 0) - fallbacks_before,
     )
 
 

@@ -23,8 +23,8 @@ VERSION = 1
 # A segment is closed at the next source frame once it holds this many output frames or has been
 # open this long: small enough that a kill loses little, large enough that keyframes stay rare.
 # RIFE_SEGMENT_FRAMES / RIFE_SEGMENT_SECONDS override them (tests use tiny segments).
-SEGMENT_FRAMES = int(os.environ.get("RIFE_SEGMENT_FRAMES", 250))
-SEGMENT_SECONDS = float(os.environ.get("RIFE_SEGMENT_SECONDS", 20.0))
+SEGMENT_FRAMES = int(os.environ.get("RIFE_SEGMENT_FRAMES", "250"))
+SEGMENT_SECONDS = float(os.environ.get("RIFE_SEGMENT_SECONDS", "20"))
 
 
 def work_dir_for(out: Path) -> Path:
@@ -67,8 +67,12 @@ class Journal:
         return sum(s.n_out for s in self.segments)
 
     def save(self) -> None:
-        data = {"version": VERSION, "input": self.input, "options": self.options,
-                "segments": [asdict(s) for s in self.segments]}
+        data = {
+            "version": VERSION,
+            "input": self.input,
+            "options": self.options,
+            "segments": [asdict(s) for s in self.segments],
+        }
         tmp = self.folder / (JOURNAL + ".tmp")
         with open(tmp, "w") as f:
             json.dump(data, f, indent=1)
@@ -148,8 +152,9 @@ class SegmentedSink:
         self.sink.close()
         final = self.part.with_name(self.part.name.removesuffix(".part"))
         os.replace(self.part, final)
-        self.journal.segments.append(Segment(final.name, self.first_src, next_src, self.first_out,
-                                             self.count, cuts))
+        self.journal.segments.append(
+            Segment(final.name, self.first_src, next_src, self.first_out, self.count, cuts)
+        )
         self.journal.save()
         self.sink, self.part = None, None
         self.first_src = next_src

@@ -21,12 +21,14 @@ def thumbnail(image: np.ndarray) -> np.ndarray:
 def similarity(a: np.ndarray, b: np.ndarray) -> float:
     """Mean SSIM over 7x7 Gaussian windows (sigma 1.5) and channels of two thumbnails."""
     c1, c2 = 0.01**2, 0.03**2
-    blur = lambda x: cv2.GaussianBlur(x, (7, 7), 1.5)  # noqa: E731
+    blur = lambda x: cv2.GaussianBlur(x, (7, 7), 1.5)
     mu_a, mu_b = blur(a), blur(b)
     var_a = blur(a * a) - mu_a**2
     var_b = blur(b * b) - mu_b**2
     cov = blur(a * b) - mu_a * mu_b
-    ssim = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    ssim = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / (
+        (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
+    )
     return float(ssim.mean())
 
 

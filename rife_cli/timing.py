@@ -47,8 +47,9 @@ class Target:
         return f"{factor}x_{fps}fps"
 
 
-def make_target(source_rate: Fraction, exp: int | None, multi: int | None, fps: Fraction | None,
-                slowmo: bool) -> Target:
+def make_target(
+    source_rate: Fraction, exp: int | None, multi: int | None, fps: Fraction | None, slowmo: bool
+) -> Target:
     """Exactly one of exp / multi / fps (default exp 1). Raises ValueError for bad combinations."""
     given = [n for n, v in (("--exp", exp), ("--multi", multi), ("--fps", fps)) if v is not None]
     if len(given) > 1:
@@ -57,8 +58,10 @@ def make_target(source_rate: Fraction, exp: int | None, multi: int | None, fps: 
         if slowmo:
             raise ValueError("--slowmo needs --exp or --multi, not --fps")
         if fps < source_rate:
-            raise ValueError(f"--fps {float(fps):g} is below the source rate {float(source_rate):g}; "
-                             "rife only adds frames")
+            raise ValueError(
+                f"--fps {float(fps):g} is below the source rate {float(source_rate):g}; "
+                "rife only adds frames"
+            )
         return Target(fps, fps, fps / source_rate)
     if multi is not None:
         if multi < 2:

@@ -16,7 +16,9 @@ from rife_cli.bench import machine, run_bench
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--size", action="append", default=None, help="WxH (repeatable; default 1280x720)")
+    ap.add_argument(
+        "--size", action="append", default=None, help="WxH (repeatable; default 1280x720)"
+    )
     ap.add_argument("--model", default=None)
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--device", default="auto")
@@ -30,20 +32,33 @@ def main() -> int:
     rows = []
     for size in sizes:
         w, h = (int(v) for v in size.split("x"))
-        r = run_bench(args.model, (w, h), args.precision, args.batch_size, args.compile, args.device,
-                      args.frames, rounds=args.rounds, scale=args.scale,
-                      log=lambda m: print(m, file=sys.stderr))
+        r = run_bench(
+            args.model,
+            (w, h),
+            args.precision,
+            args.batch_size,
+            args.compile,
+            args.device,
+            args.frames,
+            rounds=args.rounds,
+            scale=args.scale,
+            log=lambda m: print(m, file=sys.stderr),
+        )
         rows.append(r)
     print(f"Machine: {machine()}  ")
     print(f"Command: `python scripts/bench.py {shlex.join(sys.argv[1:])}`\n")
-    print("| size | model | device | precision | batch | compiled | model pairs/s (baseline) | ratio "
-          "| end-to-end fps (baseline) | ratio | peak RSS MiB | peak GPU MiB |")
+    print(
+        "| size | model | device | precision | batch | compiled | model pairs/s (baseline) | ratio "
+        "| end-to-end fps (baseline) | ratio | peak RSS MiB | peak GPU MiB |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         gpu = f"{r.peak_gpu_mib:.0f}" if r.peak_gpu_mib is not None else "-"
-        print(f"| {r.size} | {r.model} | {r.device} | {r.precision} | {r.batch_size} | {'yes' if r.compile else 'no'} "
-              f"| {r.pairs_per_s:.3f} ({r.baseline_pairs_per_s:.3f}) | {r.model_ratio:.2f}x "
-              f"| {r.e2e_fps:.3f} ({r.baseline_e2e_fps:.3f}) | {r.e2e_ratio:.2f}x | {r.peak_rss_mib:.0f} | {gpu} |")
+        print(
+            f"| {r.size} | {r.model} | {r.device} | {r.precision} | {r.batch_size} | {'yes' if r.compile else 'no'} "
+            f"| {r.pairs_per_s:.3f} ({r.baseline_pairs_per_s:.3f}) | {r.model_ratio:.2f}x "
+            f"| {r.e2e_fps:.3f} ({r.baseline_e2e_fps:.3f}) | {r.e2e_ratio:.2f}x | {r.peak_rss_mib:.0f} | {gpu} |"
+        )
     return 0
 
 

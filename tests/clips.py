@@ -6,7 +6,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 import torch
 
@@ -25,7 +24,9 @@ class BlendNet(torch.nn.Module):
 def blend_engine(batch_size: int = 2):
     from rife_cli.engine import Interpolator
 
-    return Interpolator(model="blend", device="cpu", precision="fp32", network=BlendNet(), batch_size=batch_size)
+    return Interpolator(
+        model="blend", device="cpu", precision="fp32", network=BlendNet(), batch_size=batch_size
+    )
 
 
 def moving_frame(i: int, w: int, h: int, cut_at: int | None = None) -> np.ndarray:
@@ -44,11 +45,22 @@ def moving_frame(i: int, w: int, h: int, cut_at: int | None = None) -> np.ndarra
     return img
 
 
-def make_video(path: Path, n: int = 20, w: int = 128, h: int = 72, rate: Fraction = Fraction(25),
-               audio: bool = False, cut_at: int | None = None, pts: list[int] | None = None,
-               time_base: Fraction | None = None, codec: str = "libx264", pix_fmt: str = "yuv420p",
-               colorspace: int | None = None, frames: list[np.ndarray] | None = None,
-               audio_codec: str = "aac") -> Path:
+def make_video(
+    path: Path,
+    n: int = 20,
+    w: int = 128,
+    h: int = 72,
+    rate: Fraction = Fraction(25),
+    audio: bool = False,
+    cut_at: int | None = None,
+    pts: list[int] | None = None,
+    time_base: Fraction | None = None,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    colorspace: int | None = None,
+    frames: list[np.ndarray] | None = None,
+    audio_codec: str = "aac",
+) -> Path:
     with av.open(str(path), "w") as c:
         v = c.add_stream(codec, rate=rate)
         v.width, v.height, v.pix_fmt = w, h, pix_fmt
@@ -58,7 +70,12 @@ def make_video(path: Path, n: int = 20, w: int = 128, h: int = 72, rate: Fractio
             v.time_base = time_base
         if colorspace is not None:
             cc = v.codec_context
-            cc.colorspace, cc.color_range, cc.color_primaries, cc.color_trc = colorspace, 1, colorspace, colorspace
+            cc.colorspace, cc.color_range, cc.color_primaries, cc.color_trc = (
+                colorspace,
+                1,
+                colorspace,
+                colorspace,
+            )
         a = None
         if audio:
             a = c.add_stream(audio_codec, rate=48000)
@@ -68,7 +85,9 @@ def make_video(path: Path, n: int = 20, w: int = 128, h: int = 72, rate: Fractio
             fmt = "rgb48le" if img.dtype == np.uint16 else "rgb24"
             f = av.VideoFrame.from_ndarray(img, format=fmt)
             if colorspace is not None:
-                f = f.reformat(format=pix_fmt, dst_colorspace={1: 1}.get(colorspace, 5), dst_color_range=1)
+                f = f.reformat(
+                    format=pix_fmt, dst_colorspace={1: 1}.get(colorspace, 5), dst_color_range=1
+                )
                 f.colorspace, f.color_range = colorspace, 1
             if pts is not None:
                 f.pts, f.time_base = pts[i], time_base
@@ -83,8 +102,12 @@ def make_video(path: Path, n: int = 20, w: int = 128, h: int = 72, rate: Fractio
             done = 0
             while done < total:
                 k = min(1024, total - done)
-                tone = (np.sin(2 * np.pi * 440 * (np.arange(k) + done) / 48000) * 0.3).astype(np.float32)
-                fr = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
+                tone = (np.sin(2 * np.pi * 440 * (np.arange(k) + done) / 48000) * 0.3).astype(
+                    np.float32
+                )
+                fr = av.AudioFrame.from_ndarray(
+                    np.stack([tone, tone]), format="fltp", layout="stereo"
+                )
                 fr.sample_rate, fr.pts = 48000, done
                 for out in av.AudioResampler(format=fmt, layout="stereo", rate=48000).resample(fr):
                     out.pts = done
@@ -94,7 +117,9 @@ def make_video(path: Path, n: int = 20, w: int = 128, h: int = 72, rate: Fractio
     return path
 
 
-def decode(path: Path, fmt: str = "rgb24") -> tuple[list[np.ndarray], list[Fraction], av.VideoStream]:
+def decode(
+    path: Path, fmt: str = "rgb24"
+) -> tuple[list[np.ndarray], list[Fraction], av.VideoStream]:
     frames, times = [], []
     with av.open(str(path)) as c:
         s = c.streams.video[0]
@@ -102,10 +127,15 @@ def decode(path: Path, fmt: str = "rgb24") -> tuple[list[np.ndarray], list[Fract
             frames.append(f.to_ndarray(format=fmt))
             times.append(Fraction(f.pts) * Fraction(s.time_base))
         info = {
-            "rate": Fraction(s.average_rate), "frames": len(frames), "pix_fmt": s.codec_context.pix_fmt,
-            "colorspace": s.codec_context.colorspace, "color_range": s.codec_context.color_range,
-            "audio": [(a.codec_context.name, float(a.duration * a.time_base) if a.duration else None)
-                      for a in c.streams.audio],
+            "rate": Fraction(s.average_rate),
+            "frames": len(frames),
+            "pix_fmt": s.codec_context.pix_fmt,
+            "colorspace": s.codec_context.colorspace,
+            "color_range": s.codec_context.color_range,
+            "audio": [
+                (a.codec_context.name, float(a.duration * a.time_base) if a.duration else None)
+                for a in c.streams.audio
+            ],
             "duration": float(c.duration / av.time_base) if c.duration else None,
         }
     return frames, times, info

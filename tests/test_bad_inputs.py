@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from clips import blend_engine, make_video, moving_frame
+
 from rife_cli.cli import main
 from rife_cli.errors import RifeError
 from rife_cli.pipeline import interpolate_video
@@ -34,7 +34,9 @@ def audio_only(path):
     with av.open(str(path), "w") as c:
         a = c.add_stream("aac", rate=48000)
         a.layout = "stereo"
-        fr = av.AudioFrame.from_ndarray(np.zeros((2, 1024), np.float32), format="fltp", layout="stereo")
+        fr = av.AudioFrame.from_ndarray(
+            np.zeros((2, 1024), np.float32), format="fltp", layout="stereo"
+        )
         fr.sample_rate, fr.pts = 48000, 0
         c.mux(a.encode(fr))
         c.mux(a.encode(None))
@@ -79,13 +81,32 @@ CASES = {
     "zero bytes": (lambda t: write(t / "z.mp4", b""), [], 1, "empty file"),
     "audio only": (lambda t: audio_only(t / "a.m4a"), [], 1, "no video stream"),
     "truncated index": (truncated_mp4, [], 1, "truncated.mp4"),
-    "odd size 4:2:0": (lambda t: make_video(t / "odd.mkv", n=3, w=641, h=361, codec="ffv1", pix_fmt="yuv444p"),
-                       [], 2, "odd size"),
+    "odd size 4:2:0": (
+        lambda t: make_video(t / "odd.mkv", n=3, w=641, h=361, codec="ffv1", pix_fmt="yuv444p"),
+        [],
+        2,
+        "odd size",
+    ),
     "mixed sizes": (mixed_sizes, [], 1, "differ from the first image"),
-    "parent is a file": (lambda t: make_video(t / "ok.mp4", n=3), ["-o", "{t}/ok.mp4/out.mp4"], 1, "not a directory"),
-    "exp with fps": (lambda t: make_video(t / "ok.mp4", n=3), ["--exp", "1", "--fps", "60"], 2, "exclude"),
+    "parent is a file": (
+        lambda t: make_video(t / "ok.mp4", n=3),
+        ["-o", "{t}/ok.mp4/out.mp4"],
+        1,
+        "not a directory",
+    ),
+    "exp with fps": (
+        lambda t: make_video(t / "ok.mp4", n=3),
+        ["--exp", "1", "--fps", "60"],
+        2,
+        "exclude",
+    ),
     "exp 0": (lambda t: make_video(t / "ok.mp4", n=3), ["--exp", "0"], 2, "--exp 0"),
-    "fps below source": (lambda t: make_video(t / "ok.mp4", n=3), ["--fps", "12"], 2, "below the source"),
+    "fps below source": (
+        lambda t: make_video(t / "ok.mp4", n=3),
+        ["--fps", "12"],
+        2,
+        "below the source",
+    ),
 }
 
 
@@ -129,14 +150,21 @@ def test_rgba_gray_16bit_sequences_work(tmp_path):
             else:
                 img = img.astype(np.uint16) * 257
             cv2.imwrite(str(d / f"{i}.png"), img)
-        s = interpolate_video(d, tmp_path / f"{kind}_out", engine_factory=lambda n: blend_engine(), exp=1)
+        s = interpolate_video(
+            d, tmp_path / f"{kind}_out", engine_factory=lambda n: blend_engine(), exp=1
+        )
         assert s.frames_out == 5
         mid = cv2.imread(str(sorted((tmp_path / f"{kind}_out").iterdir())[1]), cv2.IMREAD_UNCHANGED)
         first = cv2.imread(str(d / "0.png"), cv2.IMREAD_UNCHANGED)
         assert mid.shape == first.shape and mid.dtype == first.dtype
         # and as video: channels are reduced to what the encoder takes
-        v = interpolate_video(d, tmp_path / f"{kind}.mkv", engine_factory=lambda n: blend_engine(), exp=1,
-                              codec="ffv1")
+        v = interpolate_video(
+            d,
+            tmp_path / f"{kind}.mkv",
+            engine_factory=lambda n: blend_engine(),
+            exp=1,
+            codec="ffv1",
+        )
         assert v.frames_out == 6
 
 
@@ -156,8 +184,13 @@ def test_corrupt_middle_continues_with_count(tmp_path):
     bad = tmp_path / "bad.mkv"
     bad.write_bytes(bytes(data))
     warnings = []
-    s = interpolate_video(bad, tmp_path / "o.mkv", engine_factory=lambda n: blend_engine(), exp=1,
-                          warn=warnings.append)
+    s = interpolate_video(
+        bad,
+        tmp_path / "o.mkv",
+        engine_factory=lambda n: blend_engine(),
+        exp=1,
+        warn=warnings.append,
+    )
     assert s.frames_out > 0
 
 
@@ -195,7 +228,11 @@ def test_fuzz_truncations_and_flips(tmp_path):
         p.write_bytes(bytes(d))
         out = tmp_path / f"o{k}.mp4"
         box = run_with_timeout(
-            lambda: interpolate_video(p, out, engine_factory=lambda n: blend_engine(), exp=1), 60)
+            lambda p=p, out=out: interpolate_video(
+                p, out, engine_factory=lambda n: blend_engine(), exp=1
+            ),
+            60,
+        )
         if "error" in box:
             assert isinstance(box["error"], RifeError), repr(box["error"])
             assert not out.exists()
@@ -215,14 +252,27 @@ def test_batch_of_50_no_leaks_and_skip_existing(tmp_path):
     (d / "v50.mp4").write_text("broken")
     fds_before = len(os.listdir("/proc/self/fd"))
     threads_before = threading.active_count()
-    res = cli("interpolate", d, "-o", tmp_path / "out", "-q", "--model", "v4.0", "--precision", "fp32",
-              "--scene-threshold", "0")
+    res = cli(
+        "interpolate",
+        d,
+        "-o",
+        tmp_path / "out",
+        "-q",
+        "--model",
+        "v4.0",
+        "--precision",
+        "fp32",
+        "--scene-threshold",
+        "0",
+    )
     assert res.exit_code == 3, res.output  # some failed
     assert len(list((tmp_path / "out").iterdir())) == 50
     assert "failed" in res.output and "v50.mp4" in res.output
     assert len(os.listdir("/proc/self/fd")) <= fds_before + 2
     assert threading.active_count() == threads_before
     (d / "v50.mp4").unlink()
-    again = cli("interpolate", d, "-o", tmp_path / "out", "-q", "--skip-existing", "--model", "v4.0")
+    again = cli(
+        "interpolate", d, "-o", tmp_path / "out", "-q", "--skip-existing", "--model", "v4.0"
+    )
     assert again.exit_code == 0, again.output
     assert again.output.count("skipped") == 50

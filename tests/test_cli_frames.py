@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import GOLDEN, psnr
+
 from rife_cli.cli import main
 
 
@@ -37,10 +37,17 @@ def test_exp2_reproduces_reference(tmp_path):
 @pytest.mark.parametrize("model,golden", [("v3.6", "v3.6_ratio0.3"), ("v4.0", "v4.0_t0.30")])
 def test_ratio(tmp_path, model, golden):
     a, b = pair("I2")
-    res = run("frames", a, b, "--ratio", "0.3", "--model", model, "-o", tmp_path, "--precision", "fp32")
+    res = run(
+        "frames", a, b, "--ratio", "0.3", "--model", model, "-o", tmp_path, "--precision", "fp32"
+    )
     assert res.exit_code == 0, res.output
     assert len(list(tmp_path.iterdir())) == 3
-    assert psnr(cv2.imread(str(tmp_path / "001.png")), cv2.imread(str(GOLDEN / "I2" / f"{golden}.png"))) >= 50
+    assert (
+        psnr(
+            cv2.imread(str(tmp_path / "001.png")), cv2.imread(str(GOLDEN / "I2" / f"{golden}.png"))
+        )
+        >= 50
+    )
 
 
 def test_multi3_switches_to_timestep_model(tmp_path):

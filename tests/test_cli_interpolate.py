@@ -6,8 +6,8 @@ import json
 
 import pytest
 from click.testing import CliRunner
-
 from clips import decode, make_video
+
 from rife_cli.cli import main
 
 
@@ -22,11 +22,15 @@ def clip(tmp_path_factory):
 
 
 def test_exp1_real_model_json(clip):
-    res = run("interpolate", clip, "--exp", "1", "--json", "--quiet", "--force", "--precision", "fp32")
+    res = run(
+        "interpolate", clip, "--exp", "1", "--json", "--quiet", "--force", "--precision", "fp32"
+    )
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     out = clip.with_name("clip_2x_50fps.mp4")
-    assert summary["output"] == str(out) and summary["frames_out"] == 12 and summary["model"] == "v3.6"
+    assert (
+        summary["output"] == str(out) and summary["frames_out"] == 12 and summary["model"] == "v3.6"
+    )
     assert summary["fps_in"] == "25" and summary["fps_out"] == "50"
     frames, _, info = decode(out)
     assert len(frames) == 12 and info["audio"][0][0] == "aac"
@@ -67,8 +71,12 @@ def test_bad_inputs_one_line(tmp_path):
     (tmp_path / "text.mp4").write_text("hello, not a video\n" * 20)
     (tmp_path / "empty.mp4").write_bytes(b"")
     (tmp_path / "nothing").mkdir()
-    for name, msg in (("missing.mp4", "no such file"), ("text.mp4", "not a readable video"),
-                      ("empty.mp4", "empty file"), ("nothing", "no images")):
+    for name, msg in (
+        ("missing.mp4", "no such file"),
+        ("text.mp4", "not a readable video"),
+        ("empty.mp4", "empty file"),
+        ("nothing", "no images"),
+    ):
         res = run("interpolate", tmp_path / name, "-q")
         assert res.exit_code == 1, (name, res.output)
         assert msg in res.stderr, (name, res.stderr)
@@ -88,7 +96,6 @@ def test_png_sequence_reproduces_reference_midpoints(tmp_path):
     import shutil
 
     import cv2
-
     from conftest import GOLDEN, psnr
 
     seq = tmp_path / "seq"

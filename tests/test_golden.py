@@ -7,8 +7,8 @@ from fractions import Fraction
 import cv2
 import numpy as np
 import pytest
-
 from conftest import GOLDEN
+
 from rife_cli.engine import Request
 
 PAIRS = ["I0", "I1", "I2"]
@@ -47,7 +47,9 @@ def test_v36_ratio_by_bisection(engine_v36, pair):
 
 
 @pytest.mark.parametrize("pair", PAIRS)
-@pytest.mark.parametrize("t,name", [(Fraction(1, 2), "v4.0_t0.50"), (Fraction(3, 10), "v4.0_t0.30")])
+@pytest.mark.parametrize(
+    "t,name", [(Fraction(1, 2), "v4.0_t0.50"), (Fraction(3, 10), "v4.0_t0.30")]
+)
 def test_v40_timesteps(engine_v40, pair, t, name):
     (got,) = run(engine_v40, pair, [t])
     check_equal(got, cv2.imread(str(GOLDEN / pair / f"{name}.png")))
@@ -65,7 +67,9 @@ def test_batched_pairs_equal_single_pairs(engine_v40):
     a = cv2.imread(str(GOLDEN / "I0" / "frame0.png"))
     b = cv2.imread(str(GOLDEN / "I0" / "frame1.png"))
     x = engine_v40.to_tensor([a, b, b, a])
-    batched = engine_v40.make(x[0:2], x[2:4], [Request(0, Fraction(1, 3)), Request(1, Fraction(1, 2))])
+    batched = engine_v40.make(
+        x[0:2], x[2:4], [Request(0, Fraction(1, 3)), Request(1, Fraction(1, 2))]
+    )
     single = engine_v40.make(x[1:2], x[3:4], [Request(0, Fraction(1, 2))])
     assert float((batched[1] - single[0]).abs().max()) < 1e-4
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
-
 from conftest import GOLDEN
+
 from rife_cli.cli import main
 from rife_cli.models import registry
 
@@ -38,8 +39,10 @@ def test_fetch_with_wrong_checksum_caches_nothing(tmp_path, monkeypatch):
 
 def test_offline_names_the_fetch_command(tmp_path):
     a, b = GOLDEN / "I0" / "frame0.png", GOLDEN / "I0" / "frame1.png"
-    for env, flag in (({"RIFE_HOME": str(tmp_path)}, ["--offline"]),
-                      ({"RIFE_HOME": str(tmp_path), "RIFE_OFFLINE": "1"}, [])):
+    for env, flag in (
+        ({"RIFE_HOME": str(tmp_path)}, ["--offline"]),
+        ({"RIFE_HOME": str(tmp_path), "RIFE_OFFLINE": "1"}, []),
+    ):
         res = run("frames", a, b, "-o", tmp_path / "o", *flag, env=env)
         assert res.exit_code == 1
         assert "rife models fetch v3.6" in res.output
@@ -53,10 +56,16 @@ def _weights(tmp_path, kind):
     elif kind == "empty":
         p.write_bytes(b"")
     elif kind == "truncated":
-        data = open(os.environ["RIFE_HOME"] + "/v3.6/flownet.pkl", "rb").read()
+        data = (Path(os.environ["RIFE_HOME"]) / "v3.6" / "flownet.pkl").read_bytes()
         p.write_bytes(data[: len(data) // 2])
     elif kind == "v2":
-        torch.save({"module.block0.conv0.0.0.weight": torch.zeros(3, 3), "module.fusionnet.x": torch.zeros(1)}, p)
+        torch.save(
+            {
+                "module.block0.conv0.0.0.weight": torch.zeros(3, 3),
+                "module.fusionnet.x": torch.zeros(1),
+            },
+            p,
+        )
     elif kind == "not_a_dict":
         torch.save([torch.zeros(1)], p)
     return p

@@ -11,8 +11,8 @@ import time
 
 import numpy as np
 import pytest
-
 from clips import blend_engine, decode, make_video
+
 from rife_cli.errors import Interrupted, UsageError
 from rife_cli.pipeline import StopRequest, interpolate_video
 from rife_cli.resume import work_dir_for
@@ -65,7 +65,13 @@ def test_stop_then_resume_equals_uninterrupted(tmp_path, clip):
 def test_journal_of_other_options_is_refused(tmp_path, clip):
     stop = StopRequest()
     with pytest.raises(Interrupted):
-        run(clip, tmp_path / "out.mkv", exp=1, stop=stop, progress=lambda d: d == 14 and stop.request(130))
+        run(
+            clip,
+            tmp_path / "out.mkv",
+            exp=1,
+            stop=stop,
+            progress=lambda d: d == 14 and stop.request(130),
+        )
     with pytest.raises(UsageError, match="other options"):
         run(clip, tmp_path / "out.mkv", exp=1, resume=True, scene_threshold=0.5)
     s = run(clip, tmp_path / "out.mkv", exp=1, resume=True, scene_threshold=0.5, force=True)
@@ -75,7 +81,13 @@ def test_journal_of_other_options_is_refused(tmp_path, clip):
 def test_without_resume_leftovers_are_cleaned(tmp_path, clip):
     stop = StopRequest()
     with pytest.raises(Interrupted):
-        run(clip, tmp_path / "out.mkv", exp=1, stop=stop, progress=lambda d: d == 14 and stop.request(130))
+        run(
+            clip,
+            tmp_path / "out.mkv",
+            exp=1,
+            stop=stop,
+            progress=lambda d: d == 14 and stop.request(130),
+        )
     assert work_dir_for(tmp_path / "out.mkv").exists()
     run(clip, tmp_path / "out.mkv", exp=1)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
@@ -105,8 +117,13 @@ def test_disk_error_keeps_resumable_state(tmp_path, clip, monkeypatch):
 
 def _cli(args, env_extra=None):
     env = dict(os.environ, RIFE_SEGMENT_FRAMES="6", **(env_extra or {}))
-    return subprocess.Popen([sys.executable, "-m", "rife_cli", *map(str, args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "rife_cli", *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGKILL, -9), (signal.SIGTERM, 143)])
@@ -132,7 +149,19 @@ def test_killed_process_resumes(tmp_path, sig, code):
     assert resumed.returncode == 0, err
     assert "resuming" in err
     assert json.loads(stdout)["frames_out"] == 80
-    whole = _cli(["interpolate", src, "-o", tmp_path / "whole.mkv", "--codec", "ffv1", "-q", "--precision", "fp32"])
+    whole = _cli(
+        [
+            "interpolate",
+            src,
+            "-o",
+            tmp_path / "whole.mkv",
+            "--codec",
+            "ffv1",
+            "-q",
+            "--precision",
+            "fp32",
+        ]
+    )
     whole.communicate(timeout=300)
     same_video(tmp_path / "whole.mkv", out)
 
@@ -148,8 +177,16 @@ def test_full_disk_is_an_output_error():
 
     frame = np.zeros((64, 64, 3), np.uint8)
     with pytest.raises(OutputError, match="No space left"):
-        sink = VideoSink(Path("/dev/full"), 64, 64, Fraction(25), Colour(6, 1, 6, 6, False), 8,
-                         EncodeOptions("ffv1"), "matroska")
+        sink = VideoSink(
+            Path("/dev/full"),
+            64,
+            64,
+            Fraction(25),
+            Colour(6, 1, 6, 6, False),
+            8,
+            EncodeOptions("ffv1"),
+            "matroska",
+        )
         try:
             for i in range(50):
                 sink.write(i, frame, None)
@@ -171,6 +208,13 @@ def test_memory_flat_over_a_long_clip(tmp_path):
         if done in (500, 2990):
             marks[done] = rss_kib()
 
-    interpolate_video(src, tmp_path / "o.mkv", engine_factory=lambda need: blend_engine(), exp=1,
-                      codec="ffv1", progress=progress, queue_bytes=8 << 20)
+    interpolate_video(
+        src,
+        tmp_path / "o.mkv",
+        engine_factory=lambda need: blend_engine(),
+        exp=1,
+        codec="ffv1",
+        progress=progress,
+        queue_bytes=8 << 20,
+    )
     assert marks[2990] - marks[500] < 40 * 1024, marks  # under 40 MiB of growth

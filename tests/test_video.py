@@ -8,8 +8,8 @@ from fractions import Fraction
 import cv2
 import numpy as np
 import pytest
-
 from clips import blend_engine, decode, make_video, moving_frame
+
 from rife_cli.errors import OutputError, UsageError
 from rife_cli.pipeline import interpolate_video
 
@@ -28,7 +28,7 @@ def test_exp2_rate_duration_audio(tmp_path):
     s = run(src, exp=2)
     out = tmp_path / "a_4x_100fps.mp4"
     assert s.output == str(out)
-    frames, times, info = decode(out)
+    _, times, info = decode(out)
     assert info["rate"] == 100 and info["frames"] == 100 == s.frames_out
     assert times == [Fraction(i, 100) for i in range(100)]
     assert abs(info["duration"] - 1.0) < 0.03
@@ -47,7 +47,7 @@ def test_fps_60_from_25(tmp_path):
 def test_ntsc_rate_is_exact(tmp_path):
     src = make_video(tmp_path / "a.mp4", n=12, rate=Fraction(24000, 1001))
     run(src, tmp_path / "o.mp4", fps="59.94")
-    frames, times, info = decode(tmp_path / "o.mp4")
+    frames, _, info = decode(tmp_path / "o.mp4")
     assert info["rate"] == Fraction(60000, 1001)
     assert len(frames) == 30  # 12 frames at 24000/1001 last 0.5005 s: 30 frames at 60000/1001
 
@@ -62,8 +62,16 @@ def test_passthrough_frames_are_the_source(tmp_path):
 
 
 def bars(w, h):
-    colours = [(235, 235, 235), (235, 235, 16), (16, 235, 235), (16, 235, 16), (235, 16, 235),
-               (235, 16, 16), (16, 16, 235), (16, 16, 16)]
+    colours = [
+        (235, 235, 235),
+        (235, 235, 16),
+        (16, 235, 235),
+        (16, 235, 16),
+        (235, 16, 235),
+        (235, 16, 16),
+        (16, 16, 235),
+        (16, 16, 16),
+    ]
     img = np.zeros((h, w, 3), np.uint8)
     for k, c in enumerate(colours):
         img[:, k * w // 8 : (k + 1) * w // 8] = c
@@ -73,9 +81,11 @@ def bars(w, h):
 @pytest.mark.parametrize("w,h,colorspace", [(1280, 720, 1), (320, 240, None)])
 def test_colour_bars_keep_their_colour(tmp_path, w, h, colorspace):
     frames = [bars(w, h)] * 4
-    src = make_video(tmp_path / "bars.mkv", n=4, w=w, h=h, codec="ffv1", frames=frames, colorspace=colorspace)
+    src = make_video(
+        tmp_path / "bars.mkv", n=4, w=w, h=h, codec="ffv1", frames=frames, colorspace=colorspace
+    )
     run(src, tmp_path / "o.mkv", exp=1, codec="ffv1")
-    s_frames, _, s_info = decode(src, fmt="yuv420p")
+    s_frames, _, _ = decode(src, fmt="yuv420p")
     o_frames, _, o_info = decode(tmp_path / "o.mkv", fmt="yuv420p")
     assert o_info["colorspace"] == (1 if colorspace == 1 else 6)
     assert o_info["color_range"] == 1
@@ -97,7 +107,9 @@ def test_png_sequence_reference_convention(tmp_path):
 
 def test_ten_bit_stays_ten_bit(tmp_path):
     frames = [moving_frame(i, 64, 48).astype(np.uint16) * 257 for i in range(6)]
-    src = make_video(tmp_path / "a.mkv", n=6, w=64, h=48, codec="libx265", pix_fmt="yuv420p10le", frames=frames)
+    src = make_video(
+        tmp_path / "a.mkv", n=6, w=64, h=48, codec="libx265", pix_fmt="yuv420p10le", frames=frames
+    )
     run(src, tmp_path / "o.mkv", exp=1, codec="libx265")
     _, _, info = decode(tmp_path / "o.mkv", fmt="yuv420p10le")
     assert info["pix_fmt"] == "yuv420p10le"
@@ -131,15 +143,26 @@ def test_vfr_placed_by_timestamps(tmp_path):
     pts = [0, 40, 80, 200, 240]
     frames = [np.full((48, 64, 3), 20 + p // 2, np.uint8) for p in pts]
     level = {0: 19, 40: 39, 80: 60, 200: 119, 240: 139}  # as decoded (limited-range round trip)
-    src = make_video(tmp_path / "v.mkv", n=5, w=64, h=48, codec="ffv1", pts=pts, time_base=Fraction(1, 1000),
-                     frames=frames, rate=Fraction(25))
+    src = make_video(
+        tmp_path / "v.mkv",
+        n=5,
+        w=64,
+        h=48,
+        codec="ffv1",
+        pts=pts,
+        time_base=Fraction(1, 1000),
+        frames=frames,
+        rate=Fraction(25),
+    )
     s = run(src, tmp_path / "o.mkv", fps="50", codec="ffv1", scene_threshold=0)
     out, times, _ = decode(tmp_path / "o.mkv")
     for f, t in zip(out, times):
         ms = round(float(t) * 1000)
         lo = max(p for p in pts if p <= ms)
         hi = min((p for p in pts if p > ms), default=lo)
-        expect = level[lo] if hi == lo else level[lo] + (level[hi] - level[lo]) * (ms - lo) / (hi - lo)
+        expect = (
+            level[lo] if hi == lo else level[lo] + (level[hi] - level[lo]) * (ms - lo) / (hi - lo)
+        )
         assert abs(f.mean() - expect) <= 1.5, (ms, f.mean(), expect)  # two 8-bit roundings
     assert s.frames_out == len(out)
 
@@ -147,8 +170,14 @@ def test_vfr_placed_by_timestamps(tmp_path):
 def test_slowmo_drops_audio(tmp_path):
     src = make_video(tmp_path / "a.mp4", n=10, audio=True)
     warnings = []
-    s = interpolate_video(src, tmp_path / "o.mp4", engine_factory=lambda n: blend_engine(), exp=1,
-                          slowmo=True, warn=warnings.append)
+    s = interpolate_video(
+        src,
+        tmp_path / "o.mp4",
+        engine_factory=lambda n: blend_engine(),
+        exp=1,
+        slowmo=True,
+        warn=warnings.append,
+    )
     _, _, info = decode(tmp_path / "o.mp4")
     assert info["rate"] == 25 and info["frames"] == 20 and info["audio"] == []
     assert any("audio" in w for w in warnings) and s.fps_out == "25"
@@ -157,8 +186,14 @@ def test_slowmo_drops_audio(tmp_path):
 def test_audio_reencoded_when_container_cannot_hold_it(tmp_path):
     src = make_video(tmp_path / "a.mkv", n=10, audio=True, audio_codec="aac")
     warnings = []
-    interpolate_video(src, tmp_path / "o.webm", engine_factory=lambda n: blend_engine(), exp=1,
-                      codec="libvpx-vp9", warn=warnings.append)  # this FFmpeg decodes VP9, not AV1
+    interpolate_video(
+        src,
+        tmp_path / "o.webm",
+        engine_factory=lambda n: blend_engine(),
+        exp=1,
+        codec="libvpx-vp9",
+        warn=warnings.append,
+    )  # this FFmpeg decodes VP9, not AV1
     _, _, info = decode(tmp_path / "o.webm")
     assert info["audio"][0][0] == "opus"
     assert any("re-encoded" in w for w in warnings)
@@ -219,7 +254,9 @@ def with_subtitles_and_chapters(tmp_path):
     import av
 
     srt = tmp_path / "s.srt"
-    srt.write_text("1\n00:00:00,100 --> 00:00:00,500\nHello\n\n2\n00:00:00,600 --> 00:00:00,900\nWorld\n")
+    srt.write_text(
+        "1\n00:00:00,100 --> 00:00:00,500\nHello\n\n2\n00:00:00,600 --> 00:00:00,900\nWorld\n"
+    )
     path = tmp_path / "sub.mkv"
     with av.open(str(srt)) as sub, av.open(str(path), "w") as c:
         v = c.add_stream("ffv1", rate=25)
@@ -234,7 +271,17 @@ def with_subtitles_and_chapters(tmp_path):
             if p.size:
                 p.stream = so
                 c.mux(p)
-        c.set_chapters([{"id": 1, "start": 0, "end": 500, "time_base": Fr(1, 1000), "metadata": {"title": "one"}}])
+        c.set_chapters(
+            [
+                {
+                    "id": 1,
+                    "start": 0,
+                    "end": 500,
+                    "time_base": Fr(1, 1000),
+                    "metadata": {"title": "one"},
+                }
+            ]
+        )
     return path
 
 
@@ -248,8 +295,13 @@ def test_subtitles_and_chapters_are_carried(tmp_path):
         assert sum(1 for p in c.demux(c.streams.subtitles[0]) if p.size) == 2
         assert [ch["metadata"]["title"] for ch in c.chapters()] == ["one"]
     warnings = []
-    interpolate_video(src, tmp_path / "o.mp4", engine_factory=lambda n: blend_engine(), exp=1,
-                      warn=warnings.append)
+    interpolate_video(
+        src,
+        tmp_path / "o.mp4",
+        engine_factory=lambda n: blend_engine(),
+        exp=1,
+        warn=warnings.append,
+    )
     with av.open(str(tmp_path / "o.mp4")) as c:
         assert "subtitle" not in [s.type for s in c.streams]  # SubRip cannot go into MP4
     assert any("subtitle" in w and "dropped" in w for w in warnings)

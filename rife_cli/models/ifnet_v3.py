@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from .warp import warp
 
@@ -64,7 +64,9 @@ class IFNetV3(nn.Module):
         flow = img0.new_zeros(n, 4, h, w)
         mask = img0.new_zeros(n, 1, h, w)
         w0, w1 = img0, img1
-        for block, s in zip((self.block0, self.block1, self.block2), (4 / scale, 2 / scale, 1 / scale)):
+        for block, s in zip(
+            (self.block0, self.block1, self.block2), (4 / scale, 2 / scale, 1 / scale)
+        ):
             x = torch.cat([torch.cat([w0, w1, mask], 1), torch.cat([w1, w0, -mask], 1)], 0)
             f_in = torch.cat([flow, torch.cat([flow[:, 2:4], flow[:, 0:2]], 1)], 0)
             f, m = block(x, f_in, s)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from .ifnet_v3 import conv, deconv, resize
 from .warp import warp

@@ -39,7 +39,9 @@ def resolve_default(spec: str | None) -> str | None:
     return None
 
 
-def resolve(spec: str | None, offline: bool = False, notice: Callable[[str], None] | None = None) -> ModelSource:
+def resolve(
+    spec: str | None, offline: bool = False, notice: Callable[[str], None] | None = None
+) -> ModelSource:
     """--model NAME | DIR (holding flownet.pkl) | FILE; else $RIFE_MODEL, ./train_log, default."""
     spec = resolve_default(spec)
     explicit = spec is not None
@@ -65,14 +67,27 @@ def resolve(spec: str | None, offline: bool = False, notice: Callable[[str], Non
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except (
+        pickle.UnpicklingError,
+        RuntimeError,
+        EOFError,
+        zipfile.BadZipFile,
+        ValueError,
+        OSError,
+    ) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{path}: not a readable PyTorch weights file ({reason[:160]})") from None
     except Exception as exc:  # noqa: BLE001 - torch.load raises many types on garbage; report, don't crash
-        raise ModelError(f"{path}: not a readable PyTorch weights file ({type(exc).__name__})") from None
+        raise ModelError(
+            f"{path}: not a readable PyTorch weights file ({type(exc).__name__})"
+        ) from None
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise ModelError(f"{path}: not a state dict of tensors")
-    return {k.removeprefix("module."): v for k, v in sd.items() if not k.removeprefix("module.").startswith(UNUSED_PREFIXES)}
+    return {
+        k.removeprefix("module."): v
+        for k, v in sd.items()
+        if not k.removeprefix("module.").startswith(UNUSED_PREFIXES)
+    }
 
 
 def build_network(sd: dict[str, torch.Tensor], path: Path) -> torch.nn.Module:
@@ -89,7 +104,9 @@ def build_network(sd: dict[str, torch.Tensor], path: Path) -> torch.nn.Module:
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
         detail = first[1].strip() if len(first) > 1 else first[0]
-        raise ModelError(f"{path}: weights do not fit the {net.family} network ({detail[:160]})") from None
+        raise ModelError(
+            f"{path}: weights do not fit the {net.family} network ({detail[:160]})"
+        ) from None
     return net.eval()
 
 

@@ -13,8 +13,16 @@ def _base_grid(n: int, h: int, w: int, device: torch.device, dtype: torch.dtype)
     key = (h, w, device, dtype)
     grid = _GRIDS.get(key)
     if grid is None:
-        xs = torch.linspace(-1.0, 1.0, w, device=device, dtype=dtype).view(1, 1, 1, w).expand(1, 1, h, w)
-        ys = torch.linspace(-1.0, 1.0, h, device=device, dtype=dtype).view(1, 1, h, 1).expand(1, 1, h, w)
+        xs = (
+            torch.linspace(-1.0, 1.0, w, device=device, dtype=dtype)
+            .view(1, 1, 1, w)
+            .expand(1, 1, h, w)
+        )
+        ys = (
+            torch.linspace(-1.0, 1.0, h, device=device, dtype=dtype)
+            .view(1, 1, h, 1)
+            .expand(1, 1, h, w)
+        )
         grid = torch.cat([xs, ys], 1)
         if len(_GRIDS) > 16:
             _GRIDS.clear()

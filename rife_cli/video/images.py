@@ -7,13 +7,13 @@ import os
 # OpenCV reads EXR only when this is set before the module is imported.
 os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
 
-import re  # noqa: E402
-from pathlib import Path  # noqa: E402
+import re
+from pathlib import Path
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import numpy as np
 
-from ..errors import InputError, OutputError  # noqa: E402
+from ..errors import InputError, OutputError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr")
 

@@ -67,12 +67,16 @@ def _segment_packets(paths: list[Path], ostream, gid: int):
                 yield time, gid, n, packet
 
 
-def mux(video_paths: list[Path], source: Path | None, out: Path, fmt: str,
-        warn: Callable[[str], None]) -> MuxReport:
+def mux(
+    video_paths: list[Path], source: Path | None, out: Path, fmt: str, warn: Callable[[str], None]
+) -> MuxReport:
     """Write `out` (format `fmt`) from the encoded video segments and, if `source` is given, its
     audio, subtitles and chapters."""
     report = MuxReport()
-    with av.open(str(video_paths[0]), metadata_errors="replace") as first, av.open(str(out), "w", format=fmt) as dst:
+    with (
+        av.open(str(video_paths[0]), metadata_errors="replace") as first,
+        av.open(str(out), "w", format=fmt) as dst,
+    ):
         vout = dst.add_stream_from_template(first.streams.video[0])
         feeds = [_segment_packets(video_paths, vout, 0)]
         routes = {}

@@ -15,11 +15,22 @@ from .images import write_image
 from .source import SWS_FLAGS, Colour, sws_matrix
 
 CONTAINERS = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov", ".webm": "webm"}
-TEN_BIT = {"libx264": "yuv420p10le", "libx265": "yuv420p10le", "libsvtav1": "yuv420p10le",
-           "hevc_nvenc": "p010le", "av1_nvenc": "p010le", "ffv1": "yuv420p10le",
-           "prores_ks": "yuv422p10le", "libvpx-vp9": "yuv420p10le"}
-EIGHT_BIT = {"prores_ks": "yuv422p10le", "h264_nvenc": "yuv420p", "hevc_nvenc": "yuv420p",
-             "av1_nvenc": "yuv420p"}
+TEN_BIT = {
+    "libx264": "yuv420p10le",
+    "libx265": "yuv420p10le",
+    "libsvtav1": "yuv420p10le",
+    "hevc_nvenc": "p010le",
+    "av1_nvenc": "p010le",
+    "ffv1": "yuv420p10le",
+    "prores_ks": "yuv422p10le",
+    "libvpx-vp9": "yuv420p10le",
+}
+EIGHT_BIT = {
+    "prores_ks": "yuv422p10le",
+    "h264_nvenc": "yuv420p",
+    "hevc_nvenc": "yuv420p",
+    "av1_nvenc": "yuv420p",
+}
 
 
 DEFAULT_CODEC = {"webm": "libsvtav1"}  # else libx264
@@ -55,9 +66,13 @@ def check_encoder(path: Path, opts: EncodeOptions) -> None:
         raise UsageError(f"--codec {opts.codec}: not an encoder in this FFmpeg") from None
     fmt = container_of(path)
     if fmt is None:
-        raise UsageError(f"-o {path}: unknown container {path.suffix!r}; use .mp4, .mkv, .mov or .webm")
+        raise UsageError(
+            f"-o {path}: unknown container {path.suffix!r}; use .mp4, .mkv, .mov or .webm"
+        )
     if opts.codec not in supported_codecs(fmt):
-        raise UsageError(f"--codec {opts.codec} cannot go into {path.suffix}; use .mkv or another codec")
+        raise UsageError(
+            f"--codec {opts.codec} cannot go into {path.suffix}; use .mkv or another codec"
+        )
     if opts.pix_fmt:
         try:
             av.VideoFormat(opts.pix_fmt)
@@ -87,8 +102,18 @@ def default_pix_fmt(codec: str, bits: int) -> str:
 class VideoSink:
     """One video stream into a file (no audio: that is muxed afterwards by stream copy)."""
 
-    def __init__(self, path: Path, width: int, height: int, rate: Fraction, colour: Colour,
-                 bits: int, opts: EncodeOptions, fmt: str = "matroska", threads: int = 0):
+    def __init__(
+        self,
+        path: Path,
+        width: int,
+        height: int,
+        rate: Fraction,
+        colour: Colour,
+        bits: int,
+        opts: EncodeOptions,
+        fmt: str = "matroska",
+        threads: int = 0,
+    ):
         self.path = path
         self.colour = colour
         self.pix_fmt = opts.pix_fmt or default_pix_fmt(opts.codec, bits)
@@ -140,7 +165,9 @@ class VideoSink:
     def write(self, index: int, image: np.ndarray | None, original: av.VideoFrame | None) -> None:
         """Frame `index` from a BGR array, or a decoded source frame passed through untouched."""
         if original is not None:
-            frame = original if original.format.name == self.pix_fmt else self._convert(original, False)
+            frame = (
+                original if original.format.name == self.pix_fmt else self._convert(original, False)
+            )
         else:
             fmt = "bgr48le" if image.dtype == np.uint16 else "bgr24"
             frame = self._convert(av.VideoFrame.from_ndarray(image, format=fmt), True)

@@ -65,8 +65,12 @@ def _bits(pix_fmt: str) -> int:
 
 # Accurate rounding and full chroma resolution: without them swscale shifts YUV<->RGB round trips
 # by 1-4 code values (grey 29 came back as 24,27,25), so made frames would flicker against originals.
-SWS_FLAGS = (Interpolation.BICUBIC | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
-             | Interpolation.FULL_CHR_H_INP)
+SWS_FLAGS = (
+    Interpolation.BICUBIC
+    | Interpolation.ACCURATE_RND
+    | Interpolation.FULL_CHR_H_INT
+    | Interpolation.FULL_CHR_H_INP
+)
 
 
 def sws_matrix(matrix: int) -> int:
@@ -88,8 +92,20 @@ def probe(path: Path) -> SourceInfo:
             raise InputError(f"{path}: directory holds no images (PNG, JPEG, TIFF, EXR)")
         first = read_image(files[0])
         bits = 16 if first.dtype == np.uint16 else (32 if first.dtype == np.float32 else 8)
-        return SourceInfo(path, True, first.shape[1], first.shape[0], IMAGE_SEQUENCE_RATE, Fraction(0),
-                          len(files) / IMAGE_SEQUENCE_RATE, len(files), bits, None, None, files)
+        return SourceInfo(
+            path,
+            True,
+            first.shape[1],
+            first.shape[0],
+            IMAGE_SEQUENCE_RATE,
+            Fraction(0),
+            len(files) / IMAGE_SEQUENCE_RATE,
+            len(files),
+            bits,
+            None,
+            None,
+            files,
+        )
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file")
     try:
@@ -105,7 +121,9 @@ def probe(path: Path) -> SourceInfo:
                 raise InputError(f"{path}: video stream has no frame rate")
             rate = Fraction(rate)
             tb = Fraction(s.time_base) if s.time_base else None
-            start = Fraction(s.start_time) * tb if (s.start_time is not None and tb) else Fraction(0)
+            start = (
+                Fraction(s.start_time) * tb if (s.start_time is not None and tb) else Fraction(0)
+            )
             duration = Fraction(s.duration) * tb if (s.duration and tb) else None
             if duration is None and c.duration:
                 duration = Fraction(c.duration, av.time_base)
@@ -113,18 +131,39 @@ def probe(path: Path) -> SourceInfo:
             matrix = cc.colorspace if tagged else guess_matrix(cc.height)
             colour = Colour(
                 matrix=matrix,
-                range=cc.color_range if cc.color_range in (1, 2) else (2 if cc.pix_fmt.startswith("yuvj") else 1),
-                primaries=cc.color_primaries if cc.color_primaries not in (0, 2) else (1 if matrix == 1 else 6),
+                range=cc.color_range
+                if cc.color_range in (1, 2)
+                else (2 if cc.pix_fmt.startswith("yuvj") else 1),
+                primaries=cc.color_primaries
+                if cc.color_primaries not in (0, 2)
+                else (1 if matrix == 1 else 6),
                 transfer=cc.color_trc if cc.color_trc not in (0, 2) else (1 if matrix == 1 else 6),
                 tagged=tagged,
             )
             vfr = bool(s.average_rate and s.base_rate and s.average_rate != s.base_rate)
             return SourceInfo(
-                path, False, cc.width, cc.height, rate, start, duration, s.frames or None,
-                _bits(cc.pix_fmt), cc.pix_fmt, colour,
-                has_audio=bool(c.streams.audio), has_subtitles=bool(c.streams.subtitles), vfr=vfr,
+                path,
+                False,
+                cc.width,
+                cc.height,
+                rate,
+                start,
+                duration,
+                s.frames or None,
+                _bits(cc.pix_fmt),
+                cc.pix_fmt,
+                colour,
+                has_audio=bool(c.streams.audio),
+                has_subtitles=bool(c.streams.subtitles),
+                vfr=vfr,
             )
-    except (av.FFmpegError, UnicodeDecodeError, ValueError, OverflowError, ZeroDivisionError) as exc:
+    except (
+        av.FFmpegError,
+        UnicodeDecodeError,
+        ValueError,
+        OverflowError,
+        ZeroDivisionError,
+    ) as exc:
         raise InputError(f"{path}: not a readable video ({_ffmpeg_reason(exc)})") from None
 
 
@@ -153,7 +192,9 @@ def read_frames(info: SourceInfo, warn=None, stats: dict | None = None) -> Itera
                 if (frame.width, frame.height) != (info.width, info.height):
                     stats["bad_packets"] += 1
                     if warn:
-                        warn(f"{info.path}: frame {index} changed size to {frame.width}x{frame.height}; skipped")
+                        warn(
+                            f"{info.path}: frame {index} changed size to {frame.width}x{frame.height}; skipped"
+                        )
                     continue
                 if frame.pts is None:
                     time = (last_time + 1 / info.rate) if last_time is not None else info.start
@@ -161,7 +202,9 @@ def read_frames(info: SourceInfo, warn=None, stats: dict | None = None) -> Itera
                     time = Fraction(frame.pts) * tb
                 if last_time is not None and time <= last_time:
                     if warn:
-                        warn(f"{info.path}: frame {index} has a timestamp out of order; placed after the last")
+                        warn(
+                            f"{info.path}: frame {index} has a timestamp out of order; placed after the last"
+                        )
                     time = last_time + 1 / info.rate
                 rgb = frame.reformat(
                     format=fmt,
@@ -175,7 +218,9 @@ def read_frames(info: SourceInfo, warn=None, stats: dict | None = None) -> Itera
                 last_time = time
                 index += 1
     except (av.FFmpegError, UnicodeDecodeError, ValueError, OverflowError) as exc:
-        raise InputError(f"{info.path}: decoding failed after {index} frames ({_ffmpeg_reason(exc)})") from None
+        raise InputError(
+            f"{info.path}: decoding failed after {index} frames ({_ffmpeg_reason(exc)})"
+        ) from None
 
 
 def _decode_tolerant(c, s, info, warn, stats):
@@ -197,5 +242,7 @@ def _read_images(info: SourceInfo) -> Iterator[SourceFrame]:
         if first_shape is None:
             first_shape = img.shape
         elif img.shape != first_shape:
-            raise InputError(f"{p}: size/channels {img.shape} differ from the first image {first_shape}")
+            raise InputError(
+                f"{p}: size/channels {img.shape} differ from the first image {first_shape}"
+            )
         yield SourceFrame(i, i / info.rate, 1 / info.rate, img)
