@@ -352,13 +352,20 @@ def interpolate_video(
     if opts.skip_existing and out.exists():
         return Summary(input=str(inp), output=str(out), skipped=True)
     if not png:
-        from .video.sink import EncodeOptions, check_encoder, check_frame_size, default_pix_fmt
+        from .video.sink import (
+            EncodeOptions,
+            check_encoder,
+            check_encoder_opens,
+            check_frame_size,
+            default_pix_fmt,
+        )
 
         enc = EncodeOptions(opts.codec, opts.crf, opts.preset, opts.pix_fmt)
         check_encoder(out, enc)
         check_frame_size(
             info.width, info.height, enc.pix_fmt or default_pix_fmt(enc.codec, info.bits)
         )
+        check_encoder_opens(info.width, info.height, target.write_rate, info.bits, enc)
     check_output(out, opts.force, inp)
     clean_leftovers(out)
 

@@ -108,3 +108,22 @@ def test_png_sequence_reproduces_reference_midpoints(tmp_path):
     assert len(files) == 3
     ref = cv2.imread(str(GOLDEN / "I0" / "v3.6_exp2_2.png"))
     assert psnr(cv2.imread(str(files[1])), ref) >= 50
+
+
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (["--codec", "h264_nvenc"], "cannot start"),  # no NVIDIA GPU on the test machine
+        (["--preset", "warp-speed"], "cannot start"),
+        (["--codec", "nosuchcodec"], "no such encoder"),
+    ],
+)
+def test_encoder_problems_before_any_work(clip, tmp_path, args, msg):
+    import torch
+
+    if "h264_nvenc" in args and torch.cuda.is_available():
+        pytest.skip("this machine may well have NVENC")
+    res = run("interpolate", clip, "-o", tmp_path / "o.mp4", "-q", *args)
+    assert res.exit_code == 2, res.output
+    assert msg in res.output and "Traceback" not in res.output
+    assert list(tmp_path.iterdir()) == []

@@ -99,6 +99,38 @@ def default_pix_fmt(codec: str, bits: int) -> str:
     return EIGHT_BIT.get(codec, "yuv420p")
 
 
+def encoder_options(opts: EncodeOptions) -> dict[str, str]:
+    options = {}
+    if opts.crf is not None:
+        options["cq" if opts.codec.endswith("nvenc") else "crf"] = str(opts.crf)
+    if opts.preset:
+        options["preset"] = opts.preset
+    if opts.codec == "libx264":
+        options.setdefault("preset", "fast")
+    return options
+
+
+def check_encoder_opens(
+    width: int, height: int, rate: Fraction, bits: int, opts: EncodeOptions
+) -> None:
+    """Open the encoder once with the real settings before any work: a missing GPU for NVENC, a
+    bad preset or CRF, or a pixel format the encoder refuses all show up here."""
+    pix_fmt = opts.pix_fmt or default_pix_fmt(opts.codec, bits)
+    try:
+        cc = av.CodecContext.create(opts.codec, "w")
+        cc.width, cc.height, cc.pix_fmt = width, height, pix_fmt
+        cc.time_base, cc.framerate = 1 / rate, rate
+        cc.options = encoder_options(opts)
+        cc.open()
+    except (av.FFmpegError, ValueError, OSError) as exc:
+        hint = " (no NVIDIA GPU or driver here?)" if "nvenc" in opts.codec else ""
+        raise UsageError(
+            f"--codec {opts.codec} cannot start with {pix_fmt} {width}x{height}"
+            f"{' and the given --crf/--preset' if opts.crf is not None or opts.preset else ''}{hint}: "
+            f"{getattr(exc, 'strerror', None) or exc}"
+        ) from None
+
+
 class VideoSink:
     """One video stream into a file (no audio: that is muxed afterwards by stream copy)."""
 
@@ -127,14 +159,7 @@ class VideoSink:
             cc = s.codec_context
             cc.colorspace, cc.color_range = colour.matrix, colour.range
             cc.color_primaries, cc.color_trc = colour.primaries, colour.transfer
-            options = {}
-            if opts.crf is not None:
-                options["crf" if not opts.codec.endswith("nvenc") else "cq"] = str(opts.crf)
-            if opts.preset:
-                options["preset"] = opts.preset
-            if opts.codec == "libx264":
-                options.setdefault("preset", "fast")
-            cc.options = options
+            cc.options = encoder_options(opts)
             if threads:
                 cc.thread_count = threads
             self.stream = s
