@@ -20,11 +20,14 @@ from .errors import UsageError
 
 JOURNAL = "journal.json"
 VERSION = 1
-# A segment is closed at the next source frame once it holds this many output frames or has been
-# open this long: small enough that a kill loses little, large enough that keyframes stay rare.
+# A segment is closed at the next source frame once it holds SEGMENT_FRAMES output frames (x264's
+# own keyframe interval), or once it has been open SEGMENT_SECONDS and holds at least
+# SEGMENT_MIN_FRAMES: a kill loses a few seconds of work at most, and a segment (which starts with a
+# keyframe) never gets shorter than about a second of video.
 # RIFE_SEGMENT_FRAMES / RIFE_SEGMENT_SECONDS override them (tests use tiny segments).
 SEGMENT_FRAMES = int(os.environ.get("RIFE_SEGMENT_FRAMES", "250"))
-SEGMENT_SECONDS = float(os.environ.get("RIFE_SEGMENT_SECONDS", "20"))
+SEGMENT_SECONDS = float(os.environ.get("RIFE_SEGMENT_SECONDS", "3"))
+SEGMENT_MIN_FRAMES = min(24, SEGMENT_FRAMES)
 
 
 def work_dir_for(out: Path) -> Path:
@@ -188,4 +191,7 @@ class SegmentClock:
         self.started = time.monotonic()
 
     def full(self) -> bool:
-        return self.count >= self.frames or time.monotonic() - self.started >= self.seconds
+        if self.count >= self.frames:
+            return True
+        enough = self.count >= min(SEGMENT_MIN_FRAMES, self.frames)
+        return enough and time.monotonic() - self.started >= self.seconds

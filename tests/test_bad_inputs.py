@@ -276,3 +276,28 @@ def test_batch_of_50_no_leaks_and_skip_existing(tmp_path):
     )
     assert again.exit_code == 0, again.output
     assert again.output.count("skipped") == 50
+
+
+def test_out_of_memory_suggests_smaller_work(tmp_path, monkeypatch):
+    src = make_video(tmp_path / "a.mp4", n=4)
+    engine = blend_engine()
+
+    def no_memory(*args, **kwargs):
+        raise RuntimeError(
+            "DefaultCPUAllocator: can't allocate memory: you tried to allocate 99 GB"
+        )
+
+    monkeypatch.setattr(engine, "_forward_net", no_memory)
+    with pytest.raises(RifeError, match="out of memory.*--scale 0.5 or a smaller --batch-size"):
+        interpolate_video(src, tmp_path / "o.mp4", engine_factory=lambda n: engine, exp=1)
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_no_child_processes_left(tmp_path):
+    src = make_video(tmp_path / "a.mp4", n=4)
+    interpolate_video(src, tmp_path / "o.mp4", engine_factory=lambda n: blend_engine(), exp=1)
+    children = []
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/children") as f:
+            children += f.read().split()
+    assert children == []
