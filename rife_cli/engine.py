@@ -113,9 +113,8 @@ class Interpolator:
     batch_size: int = 0  # 0: chosen from free memory (CUDA), 1 on the CPU
     offline: bool = False
     notice: Callable[[str], None] | None = None
-    network: torch.nn.Module | None = (
-        None  # a ready network instead of weights (family, pad_base set)
-    )
+    # A ready network instead of weights (it has `family` and `pad_base`), e.g. a test stand-in.
+    network: torch.nn.Module | None = None
     memory_format: str = "channels_last"  # or "contiguous": the reference's layout, for baselines
     compile: bool = False  # torch.compile the network (slow first call; worth it for long videos)
     source: ModelSource = field(init=False)
@@ -170,7 +169,8 @@ class Interpolator:
         if self.torch_device.type != "cuda":
             return 1  # on the CPU a batch of 2 was slower (0.33 vs 0.38 pairs/s at 720p, 2 cores)
         free, _ = torch.cuda.mem_get_info(self.torch_device)
-        # Rough activation cost per pair at 1080p in half precision, measured as ~0.5 GiB.
+        # A conservative budget of 2 GiB of free memory per pair (not yet measured on a GPU: the
+        # largest v3.6 activations at 1080p in fp16 add up to a few hundred MiB).
         return int(max(1, min(16, free // (2 << 30))))
 
     # ----- tensors in and out

@@ -470,7 +470,7 @@ def interpolate_video(
                 run.cancel.set()  # the reader may be blocked on a full queue
         except Cancelled:
             pass  # a worker failed and cancelled the run; its own error is raised below
-        except BaseException:
+        except BaseException:  # any failure here (Ctrl-C too): stop the workers, then re-raise
             run.cancel.set()
             raise
         finally:
