@@ -34,6 +34,6 @@ class ResourceError(RifeError):
 class Interrupted(RifeError):
     """Stopped by SIGINT (130) or SIGTERM (143)."""
 
-    def __init__(self, signum_exit: int = 130):
-        super().__init__("interrupted")
+    def __init__(self, signum_exit: int = 130, message: str = "interrupted"):
+        super().__init__(message)
         self.exit_code = signum_exit

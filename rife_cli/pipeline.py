@@ -479,7 +479,9 @@ def interpolate_video(
         if run.stopped:
             from .errors import Interrupted
 
-            raise Interrupted(stop.exit_code)
+            raise Interrupted(
+                stop.exit_code, f"interrupted; the same command with --resume continues {out.name}"
+            )
         reader.check()
         if run.cancel.is_set():
             raise OutputError(f"{out}: run cancelled")
