@@ -6,6 +6,7 @@ Knows frames, timestamps and the plan of which (pair, t) to make; reports progre
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 import time as clock
@@ -27,6 +28,7 @@ from .workers import DONE, ByteQueue, Cancelled, Worker
 
 QUEUE_BYTES = 512 << 20  # per queue; ~20 4K frames in 8-bit
 TMP_TAG = ".rife-part"
+FRAME_NAME = re.compile(r"\d{8}\.png")  # what ImageSink writes
 
 
 @dataclass
@@ -111,6 +113,11 @@ def check_output(out: Path, force: bool, inp: Path) -> None:
         raise OutputError(f"{out}: directory {parent} is not writable")
     if out.exists() and not force:
         raise OutputError(f"{out}: exists; use --force to overwrite")
+    if out.is_dir() and any(not FRAME_NAME.fullmatch(p.name) for p in out.iterdir()):
+        # --force replaces a folder of our own frames, never a folder holding anything else.
+        raise OutputError(f"{out}: a directory holding other files; give a new or empty one")
+    if inp.is_dir() and out.resolve().is_relative_to(inp.resolve()):
+        raise UsageError(f"-o {out}: is inside the input folder; choose a place outside it")
 
 
 @dataclass

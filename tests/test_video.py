@@ -305,3 +305,21 @@ def test_subtitles_and_chapters_are_carried(tmp_path):
     with av.open(str(tmp_path / "o.mp4")) as c:
         assert "subtitle" not in [s.type for s in c.streams]  # SubRip cannot go into MP4
     assert any("subtitle" in w and "dropped" in w for w in warnings)
+
+
+def test_force_never_deletes_a_foreign_folder(tmp_path):
+    d = tmp_path / "seq"
+    d.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(d / f"{i}.png"), moving_frame(i, 32, 32))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "holiday.jpg").write_bytes(b"precious")
+    with pytest.raises(OutputError, match="other files"):
+        run(d, out, png=True, force=True)
+    assert (out / "holiday.jpg").read_bytes() == b"precious"
+    with pytest.raises(UsageError, match="inside the input"):
+        run(d, d / "sub", png=True)
+    run(d, tmp_path / "mine", png=True)
+    s = run(d, tmp_path / "mine", png=True, force=True)  # our own frames: replaced
+    assert s.frames_out == 5
