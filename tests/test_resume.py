@@ -128,7 +128,7 @@ def _cli(args, env_extra=None):
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGKILL, -9), (signal.SIGTERM, 143)])
 def test_killed_process_resumes(tmp_path, sig, code):
-    src = make_video(tmp_path / "a.mp4", n=40, w=96, h=64)
+    src = make_video(tmp_path / "a.mp4", n=100, w=96, h=64)
     out = tmp_path / "out.mkv"
     args = ["interpolate", src, "-o", out, "--codec", "ffv1", "-q", "--precision", "fp32"]
     proc = _cli(args)
@@ -148,7 +148,7 @@ def test_killed_process_resumes(tmp_path, sig, code):
     stdout, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     assert "resuming" in err
-    assert json.loads(stdout)["frames_out"] == 80
+    assert json.loads(stdout)["frames_out"] == 200
     whole = _cli(
         [
             "interpolate",
