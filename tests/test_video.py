@@ -323,3 +323,18 @@ def test_force_never_deletes_a_foreign_folder(tmp_path):
     run(d, tmp_path / "mine", png=True)
     s = run(d, tmp_path / "mine", png=True, force=True)  # our own frames: replaced
     assert s.frames_out == 5
+
+
+@pytest.mark.parametrize(
+    "name,codec", [("o.webm", None), ("o.mp4", "libsvtav1"), ("o.mov", "prores_ks")]
+)
+def test_every_offered_encoder_muxes(tmp_path, name, codec):
+    """AV1 (the .webm default) too, although this FFmpeg cannot decode it: count its packets."""
+    import av
+
+    src = make_video(tmp_path / "a.mp4", n=6, audio=True)
+    s = run(src, tmp_path / name, exp=1, codec=codec)
+    with av.open(str(tmp_path / name)) as c:
+        packets = sum(1 for p in c.demux(c.streams.video[0]) if p.size)
+        assert c.streams.audio
+    assert packets == s.frames_out == 12

@@ -77,7 +77,9 @@ def mux(
         av.open(str(video_paths[0]), metadata_errors="replace") as first,
         av.open(str(out), "w", format=fmt) as dst,
     ):
-        vout = dst.add_stream_from_template(first.streams.video[0])
+        # opaque: take the codec as it was read, so no encoder is looked up (this FFmpeg has an
+        # AV1 encoder but no AV1 decoder under the encoder's name: the lookup would fail)
+        vout = dst.add_stream_from_template(first.streams.video[0], opaque=True)
         feeds = [_segment_packets(video_paths, vout, 0)]
         routes = {}
         src = _open_quietly(source, warn) if source is not None else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from fractions import Fraction
@@ -11,6 +12,9 @@ import av
 import numpy as np
 
 from ..errors import OutputError, UsageError
+
+# SVT-AV1 writes a banner per encoder to stderr unless told to report errors only.
+os.environ.setdefault("SVT_LOG", "1")
 from .images import write_image
 from .source import SWS_FLAGS, Colour, sws_matrix
 
@@ -107,6 +111,8 @@ def encoder_options(opts: EncodeOptions) -> dict[str, str]:
         options["preset"] = opts.preset
     if opts.codec == "libx264":
         options.setdefault("preset", "fast")
+    if opts.codec == "libx265":
+        options["x265-params"] = "log-level=error"  # x265 prints its banner to stderr otherwise
     return options
 
 
