@@ -172,6 +172,7 @@ def run_bench(
     repeats: int = 1,
     rounds: int = 2,
     scale: float = 1.0,
+    offline: bool = False,
     log=print,
 ) -> BenchResult:
     from .engine import Interpolator
@@ -185,6 +186,7 @@ def run_bench(
         batch_size=batch_size,
         compile=compile,
         scale=scale,
+        offline=offline,
     )
     base = Interpolator(
         model,
@@ -193,6 +195,7 @@ def run_bench(
         batch_size=1,
         memory_format="contiguous",
         scale=scale,
+        offline=offline,
     )
     imgs = synthetic_frames(w, h, frames)
     if ours.torch_device.type == "cuda":

@@ -124,14 +124,10 @@ def build_interpolator(
     need_any_timestep=False,
     batch_size=0,
 ):
-    from .engine import Interpolator
-    from .models.loading import resolve_default
-    from .models.registry import TIMESTEP_MODEL
+    from .engine import interpolator_for
 
-    if need_any_timestep and resolve_default(model) is None:
-        notice(f"this timing needs any timestep; using model {TIMESTEP_MODEL}")
-        model = TIMESTEP_MODEL
-    return Interpolator(
+    return interpolator_for(
+        need_any_timestep,
         model=model,
         device=device,
         precision=precision,
@@ -368,24 +364,11 @@ def interpolate(
     """
     import json
 
-    if exp is not None and not 1 <= exp <= 8:
-        raise click.UsageError(f"--exp {exp}: must be between 1 and 8")
-    if multi is not None and multi < 2:
-        raise click.UsageError(f"--multi {multi}: must be 2 or more")
-    given = [n for n, v in (("--exp", exp), ("--multi", multi), ("--fps", fps)) if v is not None]
-    if len(given) > 1:
-        raise click.UsageError(f"{' and '.join(given)} exclude each other; give one")
-    if slowmo and fps is not None:
-        raise click.UsageError("--slowmo needs --exp or --multi, not --fps")
+    from .timing import Timing
+
+    Timing.from_options(exp, multi, fps, slowmo)  # usage errors before any input is opened
     if batch_size < 0:
         raise click.UsageError("--batch-size must be 1 or more")
-    if fps is not None:
-        from .timing import parse_rate
-
-        try:
-            parse_rate(fps)
-        except ValueError as exc:
-            raise click.UsageError(f"--fps {exc}") from None
     stop = _install_stop_handlers()
     from .errors import Interrupted
     from .pipeline import interpolate_video
@@ -499,20 +482,7 @@ def interpolate(
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 @model_options
 @reported
-def bench(
-    sizes,
-    batch_size,
-    frames,
-    rounds,
-    as_json,
-    model,
-    scale,
-    uhd,
-    device,
-    precision,
-    offline,
-    compile_net,
-):
+def bench(sizes, batch_size, frames, rounds, as_json, **model_opts):
     """Measure model-only pairs/s and end-to-end fps against a reference-like fp32 baseline.
 
     The baseline (fp32, NCHW, one pair per forward, decode/infer/encode in one loop) runs in the
@@ -531,15 +501,16 @@ def bench(
         except ValueError:
             raise click.UsageError(f"--size {size!r}: use WxH, e.g. 1920x1080") from None
         r = run_bench(
-            model,
+            model_opts["model"],
             (w, h),
-            precision,
+            model_opts["precision"],
             batch_size,
-            compile_net,
-            device,
+            model_opts["compile_net"],
+            model_opts["device"],
             frames,
             rounds=rounds,
-            scale=flow_scale(scale, uhd),
+            scale=flow_scale(model_opts["scale"], model_opts["uhd"]),
+            offline=model_opts["offline"],
             log=lambda m: notice(m) if not as_json else None,
         )
         results.append(r)

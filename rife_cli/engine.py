@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ModelError, ResourceError, UsageError
-from .models.loading import ModelSource, load_network, resolve
+from .models.loading import ModelSource, load_network, resolve, resolve_default
+from .models.registry import TIMESTEP_MODEL
 
 SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
@@ -333,6 +334,16 @@ class Interpolator:
     @property
     def description(self) -> str:
         return f"{self.source.label} ({self.family}) on {self.torch_device} {self.precision}"
+
+
+def interpolator_for(need_any_timestep: bool, model: str | None = None, **kwargs) -> Interpolator:
+    """An Interpolator for a timing: when it needs timesteps a v3.x model cannot make and the user
+    named no model, the timestep model is used (said through `notice`)."""
+    if need_any_timestep and resolve_default(model) is None:
+        if kwargs.get("notice"):
+            kwargs["notice"](f"this timing needs any timestep; using model {TIMESTEP_MODEL}")
+        model = TIMESTEP_MODEL
+    return Interpolator(model=model, **kwargs)
 
 
 def load_model(model: str | None = None, **kwargs) -> Interpolator:

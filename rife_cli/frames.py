@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, UsageError
+from .timing import check_exp, check_multi, one_of
 from .video.images import blend_alpha, merge, read_image, split_alpha, write_image
 
 
@@ -18,23 +19,17 @@ def timesteps_for(
     """The timesteps asked for, and whether they need a model that makes any timestep.
 
     For --ratio the list is None: the timestep depends on the model (v3.x bisects)."""
-    given = [
-        n for n, v in (("--exp", exp), ("--multi", multi), ("--ratio", ratio)) if v is not None
-    ]
-    if len(given) > 1:
-        raise UsageError(f"{' and '.join(given)} exclude each other; give one")
+    one_of(exp=exp, multi=multi, ratio=ratio)
     if ratio is not None:
         if not 0 < ratio < 1:
             raise UsageError(f"--ratio {ratio} is outside (0, 1)")
         return None, False
     if multi is not None:
-        if multi < 2:
-            raise UsageError(f"--multi {multi}: must be 2 or more")
+        check_multi(multi)
         ts = [Fraction(k, multi) for k in range(1, multi)]
         return ts, multi & (multi - 1) != 0
     exp = 1 if exp is None else exp
-    if not 1 <= exp <= 8:
-        raise UsageError(f"--exp {exp}: must be between 1 and 8")
+    check_exp(exp)
     n = 1 << exp
     return [Fraction(k, n) for k in range(1, n)], False
 
@@ -59,8 +54,6 @@ def make_frames(
     build: Callable[[bool], object],
     need_any_timestep: bool,
 ) -> list[Path]:
-    from .engine import Request
-
     im0, im1 = read_image(p0), read_image(p1)
     _check_pair(p0, im0, p1, im1)
     if out_dir.exists() and not out_dir.is_dir():
@@ -68,17 +61,12 @@ def make_frames(
     engine = build(need_any_timestep)
     if ts is None:
         ts = [engine.timestep_for_ratio(ratio)]
-    engine.check_timesteps(ts)
 
     gray = im0.ndim == 2
     c0, a0 = split_alpha(im0)
     c1, a1 = split_alpha(im1)
-    h, w = im0.shape[:2]
-    x = engine.to_tensor([c0, c1])
-    made = engine.make(x[0:1], x[1:2], [Request(0, t) for t in ts])
     frames = [im0]
-    for t, tensor in zip(ts, made):
-        color = engine.to_arrays(tensor, h, w, im0.dtype)[0]
+    for t, color in zip(ts, engine.interpolate(c0, c1, ts)):
         alpha = blend_alpha(a0, a1, float(t)) if a0 is not None else None
         frames.append(merge(color, alpha, gray))
     frames.append(im1)

@@ -15,13 +15,18 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 
 from . import scenes
 from .errors import InputError, ModelError, OutputError, UsageError
-from .resume import SEGMENT_FRAMES, SEGMENT_SECONDS
-from .timing import Plan, Slot, make_target, parse_rate
+from .resume import (
+    SEGMENT_FRAMES,
+    SEGMENT_SECONDS,
+    SegmentClock,
+    SegmentedSink,
+    open_journal,
+)
+from .timing import Plan, Slot, Timing
 from .video.images import as_bgr, blend_alpha, merge
 from .video.source import SourceFrame, SourceInfo, probe, read_frames
 from .workers import DONE, ByteQueue, Cancelled, Worker
@@ -155,22 +160,23 @@ class _Run:
         png,
         progress,
         warn,
-        skip_until=0,
-        done_out=0,
-        done_cuts=0,
         stop=None,
-        clock=None,
+        journal=None,
     ):
+        """With a journal, the run goes on after its finished segments and closes new ones."""
         self.info, self.target, self.engine, self.opts = info, target, engine, opts
         self.png, self.progress, self.warn = png, progress, warn
         self.cancel = threading.Event()
-        self.skip_until = skip_until
+        done = journal.segments if journal is not None else []
+        self.skip_until = journal.next_src if journal is not None else 0
         self.frames_in = 0
-        self.frames_out = done_out
-        self.cuts = done_cuts
+        self.frames_out = sum(seg.n_out for seg in done)
+        self.cuts = sum(seg.cuts for seg in done)
         self.segment_cuts = 0
         self.stop = stop
-        self.clock = clock
+        self.clock = None
+        if journal is not None:
+            self.clock = SegmentClock(opts.segment_frames, opts.segment_seconds)
         self.stopped = False
         self.stats: dict = {"bad_packets": 0}
 
@@ -334,11 +340,7 @@ def interpolate_video(
     opts = Options(**options)
     inp = Path(input)
     info = probe(inp)
-    try:
-        fps = parse_rate(opts.fps) if isinstance(opts.fps, str) else opts.fps
-        target = make_target(info.rate, opts.exp, opts.multi, fps, opts.slowmo)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    target = Timing.from_options(opts.exp, opts.multi, opts.fps, opts.slowmo).target(info.rate)
     from .video.sink import container_of
 
     png = (
@@ -359,36 +361,26 @@ def interpolate_video(
     if opts.skip_existing and out.exists():
         return Summary(input=str(inp), output=str(out), skipped=True)
     if not png:
-        from .video.sink import (
-            EncodeOptions,
-            check_encoder,
-            check_encoder_opens,
-            check_frame_size,
-            default_pix_fmt,
-        )
+        from .video.sink import EncodeOptions, prepare_encoding
 
-        enc = EncodeOptions(opts.codec, opts.crf, opts.preset, opts.pix_fmt)
-        check_encoder(out, enc)
-        check_frame_size(
-            info.width, info.height, enc.pix_fmt or default_pix_fmt(enc.codec, info.bits)
+        enc = prepare_encoding(
+            out,
+            EncodeOptions(opts.codec, opts.crf, opts.preset, opts.pix_fmt),
+            info.width,
+            info.height,
+            target.write_rate,
+            info.bits,
         )
-        check_encoder_opens(info.width, info.height, target.write_rate, info.bits, enc)
     check_output(out, opts.force, inp)
     clean_leftovers(out)
 
     f = target.factor
     need_any = f.denominator != 1 or (f.numerator & (f.numerator - 1)) != 0 or info.vfr
     if engine_factory is None:
-        from .engine import Interpolator
+        from .engine import interpolator_for
 
         def engine_factory(need):
-            from .models.loading import resolve_default
-            from .models.registry import TIMESTEP_MODEL
-
-            kw = dict(engine_opts)
-            if need and resolve_default(kw.get("model")) is None:
-                kw["model"] = TIMESTEP_MODEL
-            return Interpolator(**kw)
+            return interpolator_for(need, **engine_opts)
 
     engine = engine_factory(need_any)
     if need_any and not engine.any_timestep:
@@ -402,65 +394,13 @@ def interpolate_video(
         total(int(info.frames * f) if not png else int((info.frames - 1) * f) + 1)
 
     part = part_path(out)
-    journal = None
     if png:
         from .video.sink import ImageSink
 
-        sink = ImageSink(part, info.bits)
-        run = _Run(info, target, engine, opts, png, progress, warn, stop=stop)
+        sink, journal = ImageSink(part, info.bits), None
     else:
-        from .resume import SegmentClock, SegmentedSink, open_journal
-        from .video.sink import VideoSink, container_of
-
-        volatile = (
-            "force",
-            "resume",
-            "skip_existing",
-            "queue_bytes",
-            "segment_frames",
-            "segment_seconds",
-        )
-        fingerprint = {k: str(v) for k, v in asdict(opts).items() if k not in volatile}
-        fingerprint.update(
-            model=engine.source.label,
-            precision=engine.precision,
-            scale=str(engine.scale),
-            codec=enc.codec,
-        )
-        journal = open_journal(out, inp, fingerprint, opts.resume, opts.force)
-        if journal.segments:
-            warn(
-                f"resuming {out.name} after {journal.frames_out} frames ({len(journal.segments)} segments)"
-            )
-        colour = _colour(info)
-        sink = SegmentedSink(
-            journal,
-            lambda p: VideoSink(
-                p,
-                info.width,
-                info.height,
-                target.write_rate,
-                colour,
-                info.bits,
-                enc,
-                container_of(out),
-            ),
-            out.suffix,
-        )
-        run = _Run(
-            info,
-            target,
-            engine,
-            opts,
-            png,
-            progress,
-            warn,
-            skip_until=journal.next_src,
-            done_out=journal.frames_out,
-            done_cuts=sum(s.cuts for s in journal.segments),
-            stop=stop,
-            clock=SegmentClock(opts.segment_frames, opts.segment_seconds),
-        )
+        sink, journal = _open_segments(inp, out, info, target, engine, opts, enc, warn)
+    run = _Run(info, target, engine, opts, png, progress, warn, stop=stop, journal=journal)
     src_q = ByteQueue(opts.queue_bytes, run.cancel)
     out_q = ByteQueue(opts.queue_bytes, run.cancel)
     reader = Worker("reader", lambda: run.read(src_q), run.cancel)
@@ -503,22 +443,7 @@ def interpolate_video(
             keep = not opts.slowmo and (info.has_audio or info.has_subtitles)
             if opts.slowmo and info.has_audio:
                 warn("--slowmo: audio dropped (its duration would not match)")
-            try:
-                report = mux(sink.files(), inp if keep else None, part, container_of(out), warn)
-            except (
-                av.FFmpegError,
-                AttributeError,
-                ValueError,
-                TypeError,
-                UnicodeDecodeError,
-            ) as exc:
-                if not keep:
-                    raise
-                # Audio trouble never fails the video: write it without the other streams.
-                warn(
-                    f"audio/subtitles could not be carried over ({type(exc).__name__}: {exc}); video only"
-                )
-                report = mux(sink.files(), None, part, container_of(out), warn)
+            report = mux(sink.files(), inp if keep else None, part, container_of(out), warn)
             audio = report.audio
             os.replace(part, out)
             shutil.rmtree(journal.folder, ignore_errors=True)
@@ -554,6 +479,40 @@ def interpolate_video(
         bad_packets=run.stats["bad_packets"],
         fp32_fallbacks=getattr(engine, "fp32_fallbacks", 0) - fallbacks_before,
     )
+
+
+def _open_segments(inp, out, info, target, engine, opts, enc, warn):
+    """The segment writer and its journal: continued with --resume, else started afresh."""
+    from .video.sink import VideoSink, container_of
+
+    volatile = (
+        "force",
+        "resume",
+        "skip_existing",
+        "queue_bytes",
+        "segment_frames",
+        "segment_seconds",
+    )
+    fingerprint = {k: str(v) for k, v in asdict(opts).items() if k not in volatile}
+    fingerprint.update(
+        model=engine.source.label,
+        precision=engine.precision,
+        scale=str(engine.scale),
+        codec=enc.codec,
+    )
+    journal = open_journal(out, inp, fingerprint, opts.resume, opts.force)
+    if journal.segments:
+        n = len(journal.segments)
+        warn(f"resuming {out.name} after {journal.frames_out} frames ({n} segments)")
+    colour = _colour(info)
+    fmt = container_of(out)
+
+    def segment(path: Path) -> VideoSink:
+        return VideoSink(
+            path, info.width, info.height, target.write_rate, colour, info.bits, enc, fmt
+        )
+
+    return SegmentedSink(journal, segment, out.suffix), journal
 
 
 def _colour(info: SourceInfo):

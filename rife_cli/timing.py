@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 
+from .errors import UsageError
+
 
 def parse_rate(text: str) -> Fraction:
     """`60`, `59.94` (taken as 60000/1001), `60000/1001` or `29.97` -> an exact frame rate."""
@@ -47,33 +49,66 @@ class Target:
         return f"{factor}x_{fps}fps"
 
 
-def make_target(
-    source_rate: Fraction, exp: int | None, multi: int | None, fps: Fraction | None, slowmo: bool
-) -> Target:
-    """Exactly one of exp / multi / fps (default exp 1). Raises ValueError for bad combinations."""
-    given = [n for n, v in (("--exp", exp), ("--multi", multi), ("--fps", fps)) if v is not None]
+MAX_EXP = 8
+
+
+def one_of(**options) -> None:
+    """At most one of the named options may be given (names with _ for -)."""
+    given = [f"--{k.replace('_', '-')}" for k, v in options.items() if v is not None]
     if len(given) > 1:
-        raise ValueError(f"{' and '.join(given)} exclude each other; give one")
-    if fps is not None:
-        if slowmo:
-            raise ValueError("--slowmo needs --exp or --multi, not --fps")
-        if fps < source_rate:
-            raise ValueError(
-                f"--fps {float(fps):g} is below the source rate {float(source_rate):g}; "
-                "rife only adds frames"
-            )
-        return Target(fps, fps, fps / source_rate)
-    if multi is not None:
-        if multi < 2:
-            raise ValueError(f"--multi {multi}: must be 2 or more")
-        factor = Fraction(multi)
-    else:
+        raise UsageError(f"{' and '.join(given)} exclude each other; give one")
+
+
+def check_exp(exp: int) -> None:
+    if not 1 <= exp <= MAX_EXP:
+        raise UsageError(f"--exp {exp}: must be between 1 and {MAX_EXP}")
+
+
+def check_multi(multi: int) -> None:
+    if multi < 2:
+        raise UsageError(f"--multi {multi}: must be 2 or more")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The timing asked for, checked before any source is opened: a factor or a target rate."""
+
+    factor: Fraction | None  # from --exp / --multi
+    fps: Fraction | None  # from --fps
+    slowmo: bool
+
+    @classmethod
+    def from_options(
+        cls, exp: int | None, multi: int | None, fps: str | Fraction | None, slowmo: bool
+    ) -> Timing:
+        """Exactly one of exp / multi / fps (default exp 1); UsageError for bad combinations."""
+        one_of(exp=exp, multi=multi, fps=fps)
+        if fps is not None:
+            if slowmo:
+                raise UsageError("--slowmo needs --exp or --multi, not --fps")
+            if isinstance(fps, str):
+                try:
+                    fps = parse_rate(fps)
+                except ValueError as exc:
+                    raise UsageError(f"--fps {exc}") from None
+            return cls(None, fps, False)
+        if multi is not None:
+            check_multi(multi)
+            return cls(Fraction(multi), None, slowmo)
         exp = 1 if exp is None else exp
-        if not 1 <= exp <= 8:
-            raise ValueError(f"--exp {exp}: must be between 1 and 8")
-        factor = Fraction(1 << exp)
-    rate = source_rate * factor
-    return Target(rate, source_rate if slowmo else rate, factor)
+        check_exp(exp)
+        return cls(Fraction(1 << exp), None, slowmo)
+
+    def target(self, source_rate: Fraction) -> Target:
+        if self.fps is not None:
+            if self.fps < source_rate:
+                raise UsageError(
+                    f"--fps {float(self.fps):g} is below the source rate {float(source_rate):g}; "
+                    "rife only adds frames"
+                )
+            return Target(self.fps, self.fps, self.fps / source_rate)
+        rate = source_rate * self.factor
+        return Target(rate, source_rate if self.slowmo else rate, self.factor)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,13 @@ def blend_engine(batch_size: int = 2):
     )
 
 
+def interpolate_blended(src, out=None, **options):
+    """interpolate_video with the linear-blend stand-in for the network."""
+    from rife_cli.pipeline import interpolate_video
+
+    return interpolate_video(src, out, engine_factory=lambda need: blend_engine(), **options)
+
+
 def moving_frame(i: int, w: int, h: int, cut_at: int | None = None) -> np.ndarray:
     """RGB frame: a bright square moving right; after `cut_at`, a different scene."""
     img = np.zeros((h, w, 3), np.uint8)

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from clips import blend_engine, make_video, moving_frame
+from clips import blend_engine, interpolate_blended, make_video, moving_frame
 
 from rife_cli.cli import main
 from rife_cli.errors import RifeError
@@ -150,18 +150,15 @@ def test_rgba_gray_16bit_sequences_work(tmp_path):
             else:
                 img = img.astype(np.uint16) * 257
             cv2.imwrite(str(d / f"{i}.png"), img)
-        s = interpolate_video(
-            d, tmp_path / f"{kind}_out", engine_factory=lambda n: blend_engine(), exp=1
-        )
+        s = interpolate_blended(d, tmp_path / f"{kind}_out", exp=1)
         assert s.frames_out == 5
         mid = cv2.imread(str(sorted((tmp_path / f"{kind}_out").iterdir())[1]), cv2.IMREAD_UNCHANGED)
         first = cv2.imread(str(d / "0.png"), cv2.IMREAD_UNCHANGED)
         assert mid.shape == first.shape and mid.dtype == first.dtype
         # and as video: channels are reduced to what the encoder takes
-        v = interpolate_video(
+        v = interpolate_blended(
             d,
             tmp_path / f"{kind}.mkv",
-            engine_factory=lambda n: blend_engine(),
             exp=1,
             codec="ffv1",
         )
@@ -170,7 +167,7 @@ def test_rgba_gray_16bit_sequences_work(tmp_path):
 
 def test_single_frame_video(tmp_path):
     src = make_video(tmp_path / "one.mp4", n=1)
-    s = interpolate_video(src, tmp_path / "o.mp4", engine_factory=lambda n: blend_engine(), exp=1)
+    s = interpolate_blended(src, tmp_path / "o.mp4", exp=1)
     assert s.frames_out == 2  # the one frame, held for its interval at twice the rate
 
 
@@ -184,10 +181,9 @@ def test_corrupt_middle_continues_with_count(tmp_path):
     bad = tmp_path / "bad.mkv"
     bad.write_bytes(bytes(data))
     warnings = []
-    s = interpolate_video(
+    s = interpolate_blended(
         bad,
         tmp_path / "o.mkv",
-        engine_factory=lambda n: blend_engine(),
         exp=1,
         warn=warnings.append,
     )
@@ -228,9 +224,7 @@ def test_fuzz_truncations_and_flips(tmp_path):
         p.write_bytes(bytes(d))
         out = tmp_path / f"o{k}.mp4"
         box = run_with_timeout(
-            lambda p=p, out=out: interpolate_video(
-                p, out, engine_factory=lambda n: blend_engine(), exp=1
-            ),
+            lambda p=p, out=out: interpolate_blended(p, out, exp=1),
             60,
         )
         if "error" in box:
@@ -295,7 +289,7 @@ def test_out_of_memory_suggests_smaller_work(tmp_path, monkeypatch):
 
 def test_no_child_processes_left(tmp_path):
     src = make_video(tmp_path / "a.mp4", n=4)
-    interpolate_video(src, tmp_path / "o.mp4", engine_factory=lambda n: blend_engine(), exp=1)
+    interpolate_blended(src, tmp_path / "o.mp4", exp=1)
     children = []
     for task in os.listdir("/proc/self/task"):
         with open(f"/proc/self/task/{task}/children") as f:

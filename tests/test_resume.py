@@ -11,17 +11,17 @@ import time
 
 import numpy as np
 import pytest
-from clips import blend_engine, decode, make_video
+from clips import decode, interpolate_blended, make_video
 
 from rife_cli.errors import Interrupted, UsageError
-from rife_cli.pipeline import StopRequest, interpolate_video
+from rife_cli.pipeline import StopRequest
 from rife_cli.resume import work_dir_for
 
 
 def run(src, out, **kw):
     kw.setdefault("codec", "ffv1")
     kw.setdefault("segment_frames", 6)
-    return interpolate_video(src, out, engine_factory=lambda need: blend_engine(), **kw)
+    return interpolate_blended(src, out, **kw)
 
 
 def same_video(a, b):
@@ -33,6 +33,19 @@ def same_video(a, b):
         assert np.array_equal(x, y)
 
 
+def interrupt_after(src, out, frames: int, exit_code: int = 130) -> Interrupted:
+    """Run with --exp 1 and ask it to stop (as a signal would) once `frames` are out."""
+    stop = StopRequest()
+
+    def progress(done):
+        if done == frames:
+            stop.request(exit_code)
+
+    with pytest.raises(Interrupted) as exc:
+        run(src, out, exp=1, stop=stop, progress=progress)
+    return exc.value
+
+
 @pytest.fixture
 def clip(tmp_path):
     return make_video(tmp_path / "a.mkv", n=30, codec="ffv1", audio=True)
@@ -40,15 +53,7 @@ def clip(tmp_path):
 
 def test_stop_then_resume_equals_uninterrupted(tmp_path, clip):
     full = run(clip, tmp_path / "full.mkv", exp=1)
-    stop = StopRequest()
-
-    def progress(done):
-        if done == 20:
-            stop.request(143)
-
-    with pytest.raises(Interrupted) as exc:
-        run(clip, tmp_path / "out.mkv", exp=1, stop=stop, progress=progress)
-    assert exc.value.exit_code == 143
+    assert interrupt_after(clip, tmp_path / "out.mkv", 20, exit_code=143).exit_code == 143
     assert not (tmp_path / "out.mkv").exists()
     journal = json.loads((work_dir_for(tmp_path / "out.mkv") / "journal.json").read_text())
     assert journal["segments"] and sum(s["n_out"] for s in journal["segments"]) >= 20
@@ -63,15 +68,7 @@ def test_stop_then_resume_equals_uninterrupted(tmp_path, clip):
 
 
 def test_journal_of_other_options_is_refused(tmp_path, clip):
-    stop = StopRequest()
-    with pytest.raises(Interrupted):
-        run(
-            clip,
-            tmp_path / "out.mkv",
-            exp=1,
-            stop=stop,
-            progress=lambda d: d == 14 and stop.request(130),
-        )
+    interrupt_after(clip, tmp_path / "out.mkv", 14)
     with pytest.raises(UsageError, match="other options"):
         run(clip, tmp_path / "out.mkv", exp=1, resume=True, scene_threshold=0.5)
     s = run(clip, tmp_path / "out.mkv", exp=1, resume=True, scene_threshold=0.5, force=True)
@@ -79,15 +76,7 @@ def test_journal_of_other_options_is_refused(tmp_path, clip):
 
 
 def test_without_resume_leftovers_are_cleaned(tmp_path, clip):
-    stop = StopRequest()
-    with pytest.raises(Interrupted):
-        run(
-            clip,
-            tmp_path / "out.mkv",
-            exp=1,
-            stop=stop,
-            progress=lambda d: d == 14 and stop.request(130),
-        )
+    interrupt_after(clip, tmp_path / "out.mkv", 14)
     assert work_dir_for(tmp_path / "out.mkv").exists()
     run(clip, tmp_path / "out.mkv", exp=1)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
@@ -208,10 +197,9 @@ def test_memory_flat_over_a_long_clip(tmp_path):
         if done in (500, 2990):
             marks[done] = rss_kib()
 
-    interpolate_video(
+    interpolate_blended(
         src,
         tmp_path / "o.mkv",
-        engine_factory=lambda need: blend_engine(),
         exp=1,
         codec="ffv1",
         progress=progress,

@@ -8,15 +8,10 @@ from fractions import Fraction
 import cv2
 import numpy as np
 import pytest
-from clips import blend_engine, decode, make_video, moving_frame
+from clips import blend_engine, decode, interpolate_blended, make_video, moving_frame
 
 from rife_cli.errors import OutputError, UsageError
 from rife_cli.pipeline import interpolate_video
-
-
-def run(src, out=None, **kw):
-    kw.setdefault("scene_threshold", 0.2)
-    return interpolate_video(src, out, engine_factory=lambda need: blend_engine(), **kw)
 
 
 def no_leftovers(folder):
@@ -25,7 +20,7 @@ def no_leftovers(folder):
 
 def test_exp2_rate_duration_audio(tmp_path):
     src = make_video(tmp_path / "a.mp4", n=25, audio=True)
-    s = run(src, exp=2)
+    s = interpolate_blended(src, exp=2)
     out = tmp_path / "a_4x_100fps.mp4"
     assert s.output == str(out)
     _, times, info = decode(out)
@@ -38,7 +33,7 @@ def test_exp2_rate_duration_audio(tmp_path):
 
 def test_fps_60_from_25(tmp_path):
     src = make_video(tmp_path / "a.mp4", n=25)
-    s = run(src, tmp_path / "o.mkv", fps="60")
+    s = interpolate_blended(src, tmp_path / "o.mkv", fps="60")
     frames, times, info = decode(tmp_path / "o.mkv")
     assert info["rate"] == 60 and len(frames) == 60 and s.fps_out == "60"
     assert abs(times[-1] - Fraction(59, 60)) <= Fraction(1, 1000)  # Matroska keeps milliseconds
@@ -46,7 +41,7 @@ def test_fps_60_from_25(tmp_path):
 
 def test_ntsc_rate_is_exact(tmp_path):
     src = make_video(tmp_path / "a.mp4", n=12, rate=Fraction(24000, 1001))
-    run(src, tmp_path / "o.mp4", fps="59.94")
+    interpolate_blended(src, tmp_path / "o.mp4", fps="59.94")
     frames, _, info = decode(tmp_path / "o.mp4")
     assert info["rate"] == Fraction(60000, 1001)
     assert len(frames) == 30  # 12 frames at 24000/1001 last 0.5005 s: 30 frames at 60000/1001
@@ -54,7 +49,7 @@ def test_ntsc_rate_is_exact(tmp_path):
 
 def test_passthrough_frames_are_the_source(tmp_path):
     src = make_video(tmp_path / "a.mp4", n=10, codec="ffv1", pix_fmt="yuv420p")
-    run(src, tmp_path / "o.mkv", exp=1, codec="ffv1")
+    interpolate_blended(src, tmp_path / "o.mkv", exp=1, codec="ffv1")
     s_frames, _, _ = decode(src, fmt="yuv420p")
     o_frames, _, _ = decode(tmp_path / "o.mkv", fmt="yuv420p")
     for i, f in enumerate(s_frames):
@@ -84,7 +79,7 @@ def test_colour_bars_keep_their_colour(tmp_path, w, h, colorspace):
     src = make_video(
         tmp_path / "bars.mkv", n=4, w=w, h=h, codec="ffv1", frames=frames, colorspace=colorspace
     )
-    run(src, tmp_path / "o.mkv", exp=1, codec="ffv1")
+    interpolate_blended(src, tmp_path / "o.mkv", exp=1, codec="ffv1")
     s_frames, _, _ = decode(src, fmt="yuv420p")
     o_frames, _, o_info = decode(tmp_path / "o.mkv", fmt="yuv420p")
     assert o_info["colorspace"] == (1 if colorspace == 1 else 6)
@@ -99,7 +94,7 @@ def test_png_sequence_reference_convention(tmp_path):
     for i in range(6):
         cv2.imwrite(str(d / f"f{i + 1}.png"), moving_frame(i, 64, 48))
     cv2.imwrite(str(d / "f10.png"), moving_frame(6, 64, 48))  # natural order: 10 after 6
-    s = run(d, tmp_path / "out", png=True, exp=1)
+    s = interpolate_blended(d, tmp_path / "out", png=True, exp=1)
     files = sorted((tmp_path / "out").iterdir())
     assert len(files) == 2 * 7 - 1 == s.frames_out
     assert np.array_equal(cv2.imread(str(files[-1])), moving_frame(6, 64, 48))
@@ -110,31 +105,31 @@ def test_ten_bit_stays_ten_bit(tmp_path):
     src = make_video(
         tmp_path / "a.mkv", n=6, w=64, h=48, codec="libx265", pix_fmt="yuv420p10le", frames=frames
     )
-    run(src, tmp_path / "o.mkv", exp=1, codec="libx265")
+    interpolate_blended(src, tmp_path / "o.mkv", exp=1, codec="libx265")
     _, _, info = decode(tmp_path / "o.mkv", fmt="yuv420p10le")
     assert info["pix_fmt"] == "yuv420p10le"
-    run(src, tmp_path / "png", png=True, exp=1)
+    interpolate_blended(src, tmp_path / "png", png=True, exp=1)
     img = cv2.imread(str(sorted((tmp_path / "png").iterdir())[1]), cv2.IMREAD_UNCHANGED)
     assert img.dtype == np.uint16
 
 
 def test_scene_cut_is_not_blended(tmp_path):
     src = make_video(tmp_path / "a.mkv", n=10, codec="ffv1", cut_at=5)
-    s = run(src, tmp_path / "o.mkv", exp=2, codec="ffv1")
+    s = interpolate_blended(src, tmp_path / "o.mkv", exp=2, codec="ffv1")
     assert s.scene_cuts == 1
     src_frames, _, _ = decode(src)
     out, _, _ = decode(tmp_path / "o.mkv")
     # output 16..19 lie between source 4 and 5: nearer source frame, never a blend
     for k, expect in ((17, 4), (18, 4), (19, 5)):
         assert np.array_equal(out[k], src_frames[expect]), k
-    off = run(src, tmp_path / "o2.mkv", exp=2, codec="ffv1", scene_threshold=0)
+    off = interpolate_blended(src, tmp_path / "o2.mkv", exp=2, codec="ffv1", scene_threshold=0)
     assert off.scene_cuts == 0
 
 
 def test_static_frames_are_kept(tmp_path):
     frames = [moving_frame(0, 64, 48)] * 3 + [moving_frame(i, 64, 48) for i in range(3)]
     src = make_video(tmp_path / "a.mkv", n=6, w=64, h=48, codec="ffv1", frames=frames)
-    s = run(src, tmp_path / "o.mkv", exp=1, codec="ffv1")
+    s = interpolate_blended(src, tmp_path / "o.mkv", exp=1, codec="ffv1")
     assert s.frames_out == 12
 
 
@@ -154,7 +149,7 @@ def test_vfr_placed_by_timestamps(tmp_path):
         frames=frames,
         rate=Fraction(25),
     )
-    s = run(src, tmp_path / "o.mkv", fps="50", codec="ffv1", scene_threshold=0)
+    s = interpolate_blended(src, tmp_path / "o.mkv", fps="50", codec="ffv1", scene_threshold=0)
     out, times, _ = decode(tmp_path / "o.mkv")
     for f, t in zip(out, times):
         ms = round(float(t) * 1000)
@@ -170,10 +165,9 @@ def test_vfr_placed_by_timestamps(tmp_path):
 def test_slowmo_drops_audio(tmp_path):
     src = make_video(tmp_path / "a.mp4", n=10, audio=True)
     warnings = []
-    s = interpolate_video(
+    s = interpolate_blended(
         src,
         tmp_path / "o.mp4",
-        engine_factory=lambda n: blend_engine(),
         exp=1,
         slowmo=True,
         warn=warnings.append,
@@ -186,10 +180,9 @@ def test_slowmo_drops_audio(tmp_path):
 def test_audio_reencoded_when_container_cannot_hold_it(tmp_path):
     src = make_video(tmp_path / "a.mkv", n=10, audio=True, audio_codec="aac")
     warnings = []
-    interpolate_video(
+    interpolate_blended(
         src,
         tmp_path / "o.webm",
-        engine_factory=lambda n: blend_engine(),
         exp=1,
         codec="libvpx-vp9",
         warn=warnings.append,
@@ -201,7 +194,7 @@ def test_audio_reencoded_when_container_cannot_hold_it(tmp_path):
 
 def test_montage_left_half_is_original(tmp_path):
     src = make_video(tmp_path / "a.mkv", n=4, codec="ffv1")
-    run(src, tmp_path / "o.mkv", exp=1, codec="ffv1", montage=True)
+    interpolate_blended(src, tmp_path / "o.mkv", exp=1, codec="ffv1", montage=True)
     s, _, _ = decode(src)
     o, _, _ = decode(tmp_path / "o.mkv")
     assert abs(o[1][:, :60].astype(int) - s[0][:, :60]).mean() < 2
@@ -211,20 +204,20 @@ def test_existing_output_needs_force(tmp_path):
     src = make_video(tmp_path / "a.mp4", n=4)
     (tmp_path / "o.mp4").write_bytes(b"keep me")
     with pytest.raises(OutputError, match="--force"):
-        run(src, tmp_path / "o.mp4")
+        interpolate_blended(src, tmp_path / "o.mp4")
     assert (tmp_path / "o.mp4").read_bytes() == b"keep me"
-    run(src, tmp_path / "o.mp4", force=True)
+    interpolate_blended(src, tmp_path / "o.mp4", force=True)
     assert decode(tmp_path / "o.mp4")[2]["frames"] == 8
 
 
 def test_usage_errors(tmp_path):
     src = make_video(tmp_path / "a.mp4", n=4)
     with pytest.raises(UsageError, match="below the source rate"):
-        run(src, fps="20")
+        interpolate_blended(src, fps="20")
     with pytest.raises(UsageError, match="exclude"):
-        run(src, exp=1, fps="60")
+        interpolate_blended(src, exp=1, fps="60")
     with pytest.raises(UsageError, match="cannot go into"):
-        run(src, tmp_path / "o.webm", codec="libx264")
+        interpolate_blended(src, tmp_path / "o.webm", codec="libx264")
 
 
 def test_failure_leaves_nothing_and_no_threads(tmp_path):
@@ -289,16 +282,15 @@ def test_subtitles_and_chapters_are_carried(tmp_path):
     import av
 
     src = with_subtitles_and_chapters(tmp_path)
-    run(src, tmp_path / "o.mkv", exp=1, codec="ffv1")
+    interpolate_blended(src, tmp_path / "o.mkv", exp=1, codec="ffv1")
     with av.open(str(tmp_path / "o.mkv")) as c:
         assert [s.type for s in c.streams] == ["video", "subtitle"]
         assert sum(1 for p in c.demux(c.streams.subtitles[0]) if p.size) == 2
         assert [ch["metadata"]["title"] for ch in c.chapters()] == ["one"]
     warnings = []
-    interpolate_video(
+    interpolate_blended(
         src,
         tmp_path / "o.mp4",
-        engine_factory=lambda n: blend_engine(),
         exp=1,
         warn=warnings.append,
     )
@@ -316,12 +308,12 @@ def test_force_never_deletes_a_foreign_folder(tmp_path):
     out.mkdir()
     (out / "holiday.jpg").write_bytes(b"precious")
     with pytest.raises(OutputError, match="other files"):
-        run(d, out, png=True, force=True)
+        interpolate_blended(d, out, png=True, force=True)
     assert (out / "holiday.jpg").read_bytes() == b"precious"
     with pytest.raises(UsageError, match="inside the input"):
-        run(d, d / "sub", png=True)
-    run(d, tmp_path / "mine", png=True)
-    s = run(d, tmp_path / "mine", png=True, force=True)  # our own frames: replaced
+        interpolate_blended(d, d / "sub", png=True)
+    interpolate_blended(d, tmp_path / "mine", png=True)
+    s = interpolate_blended(d, tmp_path / "mine", png=True, force=True)  # our own frames: replaced
     assert s.frames_out == 5
 
 
@@ -333,7 +325,7 @@ def test_every_offered_encoder_muxes(tmp_path, name, codec):
     import av
 
     src = make_video(tmp_path / "a.mp4", n=6, audio=True)
-    s = run(src, tmp_path / name, exp=1, codec=codec)
+    s = interpolate_blended(src, tmp_path / name, exp=1, codec=codec)
     with av.open(str(tmp_path / name)) as c:
         packets = sum(1 for p in c.demux(c.streams.video[0]) if p.size)
         assert c.streams.audio

@@ -71,7 +71,18 @@ def mux(
     video_paths: list[Path], source: Path | None, out: Path, fmt: str, warn: Callable[[str], None]
 ) -> MuxReport:
     """Write `out` (format `fmt`) from the encoded video segments and, if `source` is given, its
-    audio, subtitles and chapters."""
+    audio, subtitles and chapters. Trouble with those never fails the video: it is written alone."""
+    if source is not None:
+        try:
+            return _mux(video_paths, source, out, fmt, warn)
+        except (av.FFmpegError, AttributeError, ValueError, TypeError, UnicodeDecodeError) as exc:
+            warn(
+                f"audio/subtitles could not be carried over ({type(exc).__name__}: {exc}); video only"
+            )
+    return _mux(video_paths, None, out, fmt, warn)
+
+
+def _mux(video_paths, source, out, fmt, warn) -> MuxReport:
     report = MuxReport()
     with (
         av.open(str(video_paths[0]), metadata_errors="replace") as first,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -58,10 +58,21 @@ def supported_codecs(fmt: str) -> set[str]:
         return set(c.supported_codecs)
 
 
-def check_encoder(path: Path, opts: EncodeOptions) -> None:
-    """Before any work: the codec exists in this FFmpeg and the container can hold it."""
-    if opts.codec is None:
-        opts.codec = DEFAULT_CODEC.get(container_of(path), "libx264")
+def prepare_encoding(
+    path: Path, opts: EncodeOptions, width: int, height: int, rate: Fraction, bits: int
+) -> EncodeOptions:
+    """Before any work: the options with codec and pixel format filled in, checked against this
+    FFmpeg, the container and the frame size, and the encoder opened once to prove it starts."""
+    codec = opts.codec or DEFAULT_CODEC.get(container_of(path), "libx264")
+    opts = replace(opts, codec=codec, pix_fmt=opts.pix_fmt or default_pix_fmt(codec, bits))
+    _check_codec(path, opts)
+    _check_frame_size(width, height, opts.pix_fmt)
+    _check_encoder_opens(width, height, rate, opts)
+    return opts
+
+
+def _check_codec(path: Path, opts: EncodeOptions) -> None:
+    """The codec exists in this FFmpeg and the container can hold it; the pixel format exists."""
     if opts.codec not in av.codecs_available:
         raise UsageError(f"--codec {opts.codec}: this FFmpeg has no such encoder")
     try:
@@ -77,15 +88,14 @@ def check_encoder(path: Path, opts: EncodeOptions) -> None:
         raise UsageError(
             f"--codec {opts.codec} cannot go into {path.suffix}; use .mkv or another codec"
         )
-    if opts.pix_fmt:
-        try:
-            av.VideoFormat(opts.pix_fmt)
-        except (ValueError, av.FFmpegError):
-            raise UsageError(f"--pix-fmt {opts.pix_fmt}: unknown pixel format") from None
+    try:
+        av.VideoFormat(opts.pix_fmt)
+    except (ValueError, av.FFmpegError):
+        raise UsageError(f"--pix-fmt {opts.pix_fmt}: unknown pixel format") from None
 
 
-def check_frame_size(width: int, height: int, pix_fmt: str) -> None:
-    """Subsampled chroma (4:2:0, 4:2:2) needs even sizes; say so before any work."""
+def _check_frame_size(width: int, height: int, pix_fmt: str) -> None:
+    """Subsampled chroma (4:2:0, 4:2:2) needs even sizes."""
     fmt = av.VideoFormat(pix_fmt, width, height)
     chroma = fmt.components[1] if len(fmt.components) > 1 else None
     odd_w = width % 2 and chroma is not None and chroma.width < fmt.components[0].width
@@ -116,12 +126,10 @@ def encoder_options(opts: EncodeOptions) -> dict[str, str]:
     return options
 
 
-def check_encoder_opens(
-    width: int, height: int, rate: Fraction, bits: int, opts: EncodeOptions
-) -> None:
-    """Open the encoder once with the real settings before any work: a missing GPU for NVENC, a
-    bad preset or CRF, or a pixel format the encoder refuses all show up here."""
-    pix_fmt = opts.pix_fmt or default_pix_fmt(opts.codec, bits)
+def _check_encoder_opens(width: int, height: int, rate: Fraction, opts: EncodeOptions) -> None:
+    """A missing GPU for NVENC, a bad preset or CRF, or a pixel format the encoder refuses all
+    show up when it is opened with the real settings."""
+    pix_fmt = opts.pix_fmt
     try:
         cc = av.CodecContext.create(opts.codec, "w")
         cc.width, cc.height, cc.pix_fmt = width, height, pix_fmt
@@ -150,7 +158,6 @@ class VideoSink:
         bits: int,
         opts: EncodeOptions,
         fmt: str = "matroska",
-        threads: int = 0,
     ):
         self.path = path
         self.colour = colour
@@ -166,8 +173,6 @@ class VideoSink:
             cc.colorspace, cc.color_range = colour.matrix, colour.range
             cc.color_primaries, cc.color_trc = colour.primaries, colour.transfer
             cc.options = encoder_options(opts)
-            if threads:
-                cc.thread_count = threads
             self.stream = s
         except (av.FFmpegError, ValueError) as exc:
             self._abort()
