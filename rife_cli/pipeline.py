@@ -88,11 +88,9 @@ def default_output(info: SourceInfo, label: str, png: bool) -> Path:
     stem = info.path.name if info.is_images else info.path.stem
     if png or info.is_images:
         return info.path.parent / f"{stem}_{label}"
-    ext = (
-        info.path.suffix.lower()
-        if info.path.suffix.lower() in (".mp4", ".mkv", ".mov", ".webm")
-        else ".mp4"
-    )
+    from .video.sink import container_of
+
+    ext = info.path.suffix.lower() if container_of(info.path) else ".mp4"
     return info.path.with_name(f"{stem}_{label}{ext}")
 
 
