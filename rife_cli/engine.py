@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import hostmem
 from .errors import ModelError, ResourceError, UsageError
 from .models.loading import ModelSource, load_network, resolve, resolve_default
 from .models.registry import TIMESTEP_MODEL
@@ -118,6 +119,8 @@ class Interpolator:
     network: torch.nn.Module | None = None
     memory_format: str = "channels_last"  # or "contiguous": the reference's layout, for baselines
     compile: bool = False  # torch.compile the network (slow first call; worth it for long videos)
+    # Reuse freed host memory (rife_cli.hostmem). False only for the reference-like benchmark baseline.
+    keep_freed_memory: bool = True
     source: ModelSource = field(init=False)
 
     def __post_init__(self):
@@ -147,6 +150,8 @@ class Interpolator:
         self.pad_to = max(net.pad_base, int(net.pad_base / self.scale))
         if self.torch_device.type == "cpu":
             torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+            if self.keep_freed_memory:
+                hostmem.keep_freed_memory()
         if not self.batch_size:
             self.batch_size = self._default_batch_size()
 
