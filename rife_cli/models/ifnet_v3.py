@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .upconv import UpConv
 from .warp import warp
 
 
@@ -14,7 +15,7 @@ def conv(i: int, o: int, stride: int = 1) -> nn.Sequential:
 
 
 def deconv(i: int, o: int) -> nn.ConvTranspose2d:
-    return nn.ConvTranspose2d(i, o, 4, 2, 1, bias=True)
+    return UpConv(i, o)
 
 
 def resize(x: torch.Tensor, f: float) -> torch.Tensor:
