@@ -41,7 +41,9 @@ class UpConv(nn.ConvTranspose2d):
         super().__init__(in_channels, out_channels, 4, 2, 1, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not x.is_contiguous(memory_format=torch.channels_last) or x.is_contiguous():
+        # Under torch.compile the native operator measured faster (720p v3.6 pair 1.77 vs 1.95 s).
+        channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        if not channels_last or torch.compiler.is_compiling():
             return super().forward(x)
         n, _, h, w = x.shape
         c = self.out_channels

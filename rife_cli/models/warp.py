@@ -11,7 +11,9 @@ _GRIDS: dict[tuple, torch.Tensor] = {}
 
 def _base_grid(n: int, h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     key = (h, w, device, dtype)
-    grid = _GRIDS.get(key)
+    # Under torch.compile the grid is built in the graph: a cache lookup there would be a guard
+    # that fails once the cache fills, forcing a second compilation.
+    grid = None if torch.compiler.is_compiling() else _GRIDS.get(key)
     if grid is None:
         xs = (
             torch.linspace(-1.0, 1.0, w, device=device, dtype=dtype)
@@ -24,9 +26,10 @@ def _base_grid(n: int, h: int, w: int, device: torch.device, dtype: torch.dtype)
             .expand(1, 1, h, w)
         )
         grid = torch.cat([xs, ys], 1)
-        if len(_GRIDS) > 16:
-            _GRIDS.clear()
-        _GRIDS[key] = grid
+        if not torch.compiler.is_compiling():
+            if len(_GRIDS) > 16:
+                _GRIDS.clear()
+            _GRIDS[key] = grid
     return grid.expand(n, 2, h, w)
 
 
