@@ -43,8 +43,9 @@ class IFBlock(nn.Module):
         feat = self.convblock1(feat) + feat
         feat = self.convblock2(feat) + feat
         feat = self.convblock3(feat) + feat
-        dflow = resize(self.conv1(feat), s) * s
-        dmask = resize(self.conv2(feat), s)
+        # fp32 out of the block whatever the convolutions ran in (see IFBlock4.forward).
+        dflow = resize(self.conv1(feat).float(), s) * s
+        dmask = resize(self.conv2(feat).float(), s)
         return dflow, dmask
 
 
