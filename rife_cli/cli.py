@@ -98,8 +98,8 @@ def model_options(fn):
             "--compile",
             "compile_net",
             is_flag=True,
-            help="torch.compile the network: a slow first frame (about a minute on a small CPU), "
-            "then faster; for long videos.",
+            help="torch.compile the network: a slow first frame (up to a minute on a small CPU); "
+            "on the CPU no faster than the default path, meant for GPUs.",
         ),
     ]
     for opt in reversed(opts):
@@ -485,8 +485,8 @@ def interpolate(
 def bench(sizes, batch_size, frames, rounds, as_json, **model_opts):
     """Measure model-only pairs/s and end-to-end fps against a reference-like fp32 baseline.
 
-    The baseline (fp32, NCHW, one pair per forward, decode/infer/encode in one loop) runs in the
-    same process, alternated with ours; the ratio is what to quote.
+    The baseline (fp32, NCHW, one pair per forward, decode/infer/encode in one loop) runs in a
+    process of its own, alternated with ours; the ratio is what to quote.
     """
     import json
 

@@ -3,9 +3,9 @@
 Every forward pass on the CPU allocates activations of tens of MiB (a 720p v3.6 pair: dozens of
 40-85 MiB tensors). glibc serves blocks that large with a fresh mmap and unmaps them on free, so
 each one is page-faulted in again, zero-filled by the kernel, on every pass. Measured on this
-project's 2-core CPU, 720p v3.6 fp32 per pair: 2.42 s with the default allocator, 2.10 s with freed
-memory kept (`python scripts/bench.py`, README). Peak resident memory is what the largest pass
-needs either way; it is simply not handed back between passes.
+project's 2-core CPU, 720p v3.6 fp32 per pair: 2.40 s with the default allocator, 2.10 s with mmap
+off, 1.77 s with mmap off and no trimming (peak RSS 915 -> 1,115 MiB). Peak resident memory is what
+the largest pass needs plus fragmentation; it is simply not handed back between passes.
 """
 
 from __future__ import annotations
