@@ -168,7 +168,8 @@ def baseline_e2e(engine, src: Path, out: Path) -> int:
     return n_out + 1
 
 
-def _baseline_engine(model, device, scale, offline):
+def baseline_engine(model, device="cpu", scale=1.0, offline=False):
+    """The reference's arithmetic and layout: fp32, NCHW, native operators, one pair per forward."""
     from .engine import Interpolator
 
     return Interpolator(
@@ -186,7 +187,7 @@ def _baseline_engine(model, device, scale, offline):
 def baseline_worker() -> None:
     """Child-process side of `measure_baseline`: a spec as JSON on stdin, results on stdout."""
     spec = json.load(sys.stdin)
-    base = _baseline_engine(spec["model"], spec["device"], spec["scale"], spec["offline"])
+    base = baseline_engine(spec["model"], spec["device"], spec["scale"], spec["offline"])
     imgs = synthetic_frames(spec["w"], spec["h"], spec["frames"])
     pairs = model_pairs_per_s(base, imgs, spec["repeats"])
     start = time.perf_counter()

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from conftest import GOLDEN, psnr
 
+from rife_cli.bench import baseline_engine
 from rife_cli.engine import Interpolator
 
 STEP = 6  # pixels of pan between the two ends; the true middle is at half of it
@@ -19,12 +20,7 @@ STEP = 6  # pixels of pan between the two ends; the true middle is at half of it
 
 @pytest.fixture(scope="module")
 def reference_like():
-    return Interpolator(
-        "v3.6",
-        device="cpu",
-        precision="fp32",
-        memory_format="contiguous",
-    )
+    return baseline_engine("v3.6")  # the same engine `rife bench` measures as the baseline
 
 
 @pytest.mark.parametrize("pair", ["I0", "I1", "I2"])
