@@ -179,6 +179,7 @@ def baseline_engine(model, device="cpu", scale=1.0, offline=False):
         batch_size=1,
         memory_format="contiguous",
         keep_freed_memory=False,
+        winograd=False,
         scale=scale,
         offline=offline,
     )

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from . import hostmem
 from .errors import ModelError, ResourceError, UsageError
 from .models.loading import ModelSource, load_network, resolve, resolve_default
+from .models import winograd
 from .models.registry import TIMESTEP_MODEL
 
 SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
@@ -121,6 +122,9 @@ class Interpolator:
     compile: bool = False  # torch.compile the network (slow first call; no faster on the CPU)
     # Reuse freed host memory (rife_cli.hostmem). False only for the reference-like benchmark baseline.
     keep_freed_memory: bool = True
+    # 3x3 convolutions by Winograd's algorithm where it applies (fp32 on the CPU; see
+    # rife_cli.models.winograd). False only for the reference-like benchmark baseline.
+    winograd: bool = True
     source: ModelSource = field(init=False)
 
     def __post_init__(self):
@@ -231,7 +235,11 @@ class Interpolator:
     def _run_net(
         self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, autocast: bool
     ) -> torch.Tensor:
-        with torch.inference_mode(), self._autocast() if autocast else contextlib.nullcontext():
+        with (
+            torch.inference_mode(),
+            winograd.enabled(self.winograd),
+            self._autocast() if autocast else contextlib.nullcontext(),
+        ):
             if self.family == "v4":
                 out = self._forward_net(a, b, t, self.scale)
             else:

@@ -8,10 +8,11 @@ from torch import nn
 
 from .upconv import UpConv
 from .warp import warp
+from .winograd import Conv3x3, per_sample
 
 
 def conv(i: int, o: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(i, o, 3, stride, 1, bias=True), nn.PReLU(o))
+    return nn.Sequential(Conv3x3(i, o, stride), nn.PReLU(o))
 
 
 def deconv(i: int, o: int) -> nn.ConvTranspose2d:
@@ -39,14 +40,17 @@ class IFBlock(nn.Module):
         x = resize(x, 1.0 / s)
         flow = resize(flow, 1.0 / s) / s
         feat = self.conv0(torch.cat([x, flow], 1))
-        feat = self.convblock0(feat) + feat
-        feat = self.convblock1(feat) + feat
-        feat = self.convblock2(feat) + feat
-        feat = self.convblock3(feat) + feat
+        feat = per_sample(self._trunk, feat)
         # fp32 out of the block whatever the convolutions ran in (see IFBlock4.forward).
         dflow = resize(self.conv1(feat).float(), s) * s
         dmask = resize(self.conv2(feat).float(), s)
         return dflow, dmask
+
+    def _trunk(self, feat: torch.Tensor) -> torch.Tensor:
+        feat = self.convblock0(feat) + feat
+        feat = self.convblock1(feat) + feat
+        feat = self.convblock2(feat) + feat
+        return self.convblock3(feat) + feat
 
 
 class IFNetV3(nn.Module):

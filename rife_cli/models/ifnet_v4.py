@@ -7,6 +7,7 @@ from torch import nn
 
 from .ifnet_v3 import conv, deconv, resize
 from .warp import warp
+from .winograd import per_sample
 
 # A flow update larger than this (pixels, at block1) marks large motion: that pair is redone coarser.
 LARGE_MOTION = 32
@@ -24,7 +25,7 @@ class IFBlock4(nn.Module):
         if flow is not None:
             x = torch.cat([x, resize(flow, 1.0 / s) / s], 1)
         feat = self.conv0(x)
-        feat = self.convblock(feat) + feat
+        feat = per_sample(lambda f: self.convblock(f) + f, feat)
         # Flows and masks leave the block in fp32 whatever the convolutions ran in: accumulated
         # in bf16 they lose whole fractions of a pixel (v4.0 bf16 was 31-37 dB from fp32).
         out = resize(self.lastconv(feat).float(), 2 * s)

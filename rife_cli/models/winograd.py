@@ -1,0 +1,82 @@
+"""3x3 convolutions by Winograd's algorithm on the CPU (NNPACK, built into PyTorch's x86 wheels).
+
+Most of a pair's time on the CPU is the stride-1 3x3 convolutions of the blocks' trunks, which
+oneDNN runs as direct convolutions close to the cores' fp32 peak. NNPACK's Winograd F(6x6, 3x3)
+needs about a fifth of the multiplications: measured on this project's 2-core AVX2 CPU for one
+sample, 28.5 vs 48 ms for a 90-channel 184x320 layer (a 720p v3.6 pair's finest level), 8.8 vs
+12.0 ms at 92x160. The sums are associated differently, as cuDNN's Winograd kernels do on a GPU:
+outputs move by float rounding (about 1e-6 relative per layer), not by any approximation of the
+network.
+
+NNPACK's inference kernel takes one contiguous NCHW sample (its batched kernel measured slower than
+two single calls), so a trunk runs sample by sample (`per_sample`). It is used only inside
+`enabled(True)` (the Interpolator's default on the CPU), for fp32 without autocast and outside
+torch.compile; everywhere else the native convolution runs, and the reference-like benchmark
+baseline keeps the native one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_ENABLED = contextvars.ContextVar("rife_winograd", default=False)
+
+
+@functools.cache
+def available() -> bool:
+    """NNPACK is compiled in and initialises on this CPU (it needs AVX2 on x86)."""
+    try:
+        return bool(torch.backends.nnpack.is_available())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+@contextlib.contextmanager
+def enabled(on: bool) -> Iterator[None]:
+    token = _ENABLED.set(on)
+    try:
+        yield
+    finally:
+        _ENABLED.reset(token)
+
+
+def applies(x: torch.Tensor) -> bool:
+    """Whether 3x3 stride-1 convolutions over `x` take the Winograd path."""
+    return (
+        _ENABLED.get()
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not torch.is_autocast_enabled("cpu")
+        and not torch.compiler.is_compiling()
+        and available()
+    )
+
+
+class Conv3x3(nn.Conv2d):
+    """Conv2d(i, o, 3, stride, padding 1) with the same parameters (and state-dict names)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
+        super().__init__(in_channels, out_channels, 3, stride, 1, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == (1, 1) and x.shape[0] == 1 and x.is_contiguous() and applies(x):
+            return torch._nnpack_spatial_convolution(x, self.weight.contiguous(), self.bias, [1, 1])
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+
+
+def per_sample(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """fn(x) for a shape-preserving, per-sample `fn`, run one contiguous sample at a time when the
+    Winograd path applies; the result keeps x's memory format."""
+    if not applies(x):
+        return fn(x)
+    out = torch.empty_like(x)
+    for i in range(x.shape[0]):
+        out[i : i + 1].copy_(fn(x[i : i + 1].contiguous()))
+    return out

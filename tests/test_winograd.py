@@ -1,0 +1,93 @@
+"""The Winograd path for 3x3 convolutions: where it runs, where it must not, and what it computes."""
+
+from __future__ import annotations
+
+import cv2
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import GOLDEN, psnr
+
+from rife_cli.bench import baseline_engine
+from rife_cli.models import winograd
+from rife_cli.models.winograd import Conv3x3, per_sample
+
+needs_nnpack = pytest.mark.skipif(
+    not winograd.available(), reason="this PyTorch build or CPU has no NNPACK"
+)
+
+
+@pytest.fixture
+def nnpack_calls(monkeypatch):
+    """Counts calls into NNPACK while passing them through."""
+    calls = []
+    real = torch._nnpack_spatial_convolution
+
+    def spy(*args, **kwargs):
+        calls.append(args[0].shape)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "_nnpack_spatial_convolution", spy)
+    return calls
+
+
+@needs_nnpack
+@pytest.mark.parametrize("shape", [(1, 8, 13, 17), (1, 90, 40, 56), (1, 3, 6, 6)])
+def test_winograd_conv_matches_direct_convolution(shape, nnpack_calls):
+    torch.manual_seed(0)
+    layer = Conv3x3(shape[1], 11)
+    x = torch.randn(*shape)
+    with torch.no_grad():
+        expected = F.conv2d(x.double(), layer.weight.double(), layer.bias.double(), padding=1)
+        with winograd.enabled(True):
+            got = layer(x)
+    assert len(nnpack_calls) == 1
+    assert got.shape == expected.shape
+    # Float rounding of a different summation order, nothing more.
+    err = float((got.double() - expected).abs().max() / expected.abs().max())
+    assert err < 1e-5, err
+
+
+@needs_nnpack
+def test_direct_convolution_where_winograd_does_not_apply(nnpack_calls):
+    torch.manual_seed(1)
+    layer = Conv3x3(4, 4)
+    strided = Conv3x3(4, 4, stride=2)
+    x = torch.randn(1, 4, 12, 12)
+    with torch.no_grad():
+        direct = F.conv2d(x, layer.weight, layer.bias, padding=1)
+        assert torch.equal(layer(x), direct)  # not enabled: the baseline's path
+        with winograd.enabled(True):
+            pair = torch.cat([x, x])  # batch 2
+            assert torch.equal(layer(pair), F.conv2d(pair, layer.weight, layer.bias, padding=1))
+            strided(x)  # stride 2
+            Conv3x3(4, 4).double()(x.double())  # not fp32
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                layer(x)  # half precision runs the native (autocast) operator
+    assert nnpack_calls == []
+
+
+@needs_nnpack
+def test_per_sample_runs_each_sample_alone_and_keeps_the_layout(nnpack_calls):
+    torch.manual_seed(2)
+    layer = Conv3x3(6, 6)
+    x = torch.randn(3, 6, 10, 14).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = layer(x)
+        with winograd.enabled(True):
+            got = per_sample(lambda f: layer(f) + f, x)
+    assert [tuple(s) for s in nnpack_calls] == [(1, 6, 10, 14)] * 3
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got, expected + x, rtol=1e-5, atol=1e-5)
+
+
+@needs_nnpack
+def test_default_engine_uses_winograd_and_the_baseline_does_not(engine_v36, nnpack_calls):
+    a = cv2.imread(str(GOLDEN / "I2" / "frame0.png"))
+    b = cv2.imread(str(GOLDEN / "I2" / "frame1.png"))
+    (ref,) = baseline_engine("v3.6").interpolate(a, b, [0.5])
+    assert nnpack_calls == []
+    (ours,) = engine_v36.interpolate(a, b, [0.5])
+    # 3 blocks x 8 trunk convolutions x 2 mirrored samples.
+    assert len(nnpack_calls) == 48
+    assert psnr(ours, ref) >= 50
