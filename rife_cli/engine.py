@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from . import hostmem
 from .errors import ModelError, ResourceError, UsageError
-from .models.loading import ModelSource, load_network, resolve, resolve_default
 from .models import winograd
+from .models.loading import ModelSource, load_network, resolve, resolve_default
 from .models.registry import TIMESTEP_MODEL
 
 SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
