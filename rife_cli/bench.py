@@ -169,7 +169,8 @@ def baseline_e2e(engine, src: Path, out: Path) -> int:
 
 
 def baseline_engine(model, device="cpu", scale=1.0, offline=False):
-    """The reference's arithmetic and layout: fp32, NCHW, native operators, one pair per forward."""
+    """The reference's arithmetic and layout: fp32, NCHW, native operators, one pair per forward,
+    the mirrored v3.x block calls one after the other."""
     from .engine import Interpolator
 
     return Interpolator(
@@ -180,6 +181,7 @@ def baseline_engine(model, device="cpu", scale=1.0, offline=False):
         memory_format="contiguous",
         keep_freed_memory=False,
         winograd=False,
+        mirrored_batch=False,
         scale=scale,
         offline=offline,
     )

@@ -125,6 +125,9 @@ class Interpolator:
     # 3x3 convolutions by Winograd's algorithm where it applies (fp32 on the CPU; see
     # rife_cli.models.winograd). False only for the reference-like benchmark baseline.
     winograd: bool = True
+    # v3.x: the two mirrored block calls as one batch (False: one after the other, as the reference
+    # does; only the reference-like benchmark baseline sets it).
+    mirrored_batch: bool = True
     source: ModelSource = field(init=False)
 
     def __post_init__(self):
@@ -143,6 +146,8 @@ class Interpolator:
             self.source = resolve(self.model, self.offline, self.notice)
             net = load_network(self.source.path)
         self.family: str = net.family
+        if hasattr(net, "mirrored_batch"):
+            net.mirrored_batch = self.mirrored_batch
         # Channels-last lets oneDNN / cuDNN pick their fast convolution paths: measured 1.3-1.45x on
         # this project's 2-core CPU in fp32 at 720p (scripts/bench.py), results within float noise.
         self.channels_last = self.memory_format == "channels_last"
