@@ -1,8 +1,8 @@
 """Our fast default path loses nothing against the reference's arithmetic on real image content.
 
 A pan over each golden frame gives a clip with a known middle frame: interpolate the ends with our
-default engine (channels-last, phase-form transposed convolutions) and with the reference-like one
-(NCHW, native operators), and compare both to the true middle by PSNR.
+default engine (channels-last, phase-form transposed convolutions, Winograd trunks) and with the
+reference-like one (NCHW, native operators), and compare both to the true middle by PSNR.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ def reference_like():
 
 @pytest.mark.parametrize("pair", ["I0", "I1", "I2"])
 def test_default_path_within_0_05_db_of_reference_arithmetic(engine_v36, reference_like, pair):
-    img = cv2.imread(str(GOLDEN / pair / "frame0.png"))
+    # At twice the golden size, so that block2's trunk takes the Winograd path (test_winograd.py).
+    img = cv2.resize(cv2.imread(str(GOLDEN / pair / "frame0.png")), (896, 512))
     w = img.shape[1] - STEP
     a, mid, b = (img[:, x : x + w] for x in (0, STEP // 2, STEP))
     (ours,) = engine_v36.interpolate(a, b, [0.5])

@@ -27,6 +27,11 @@ import torch.nn.functional as F
 from torch import nn
 
 _ENABLED = contextvars.ContextVar("rife_winograd", default=False)
+# Smaller feature maps stay direct: NNPACK transforms the weights on every call, which small maps do
+# not amortise. Measured in the networks on the 2-core CPU, per 2-convolution block of a v3.6 pair:
+# 92x160 (14,720 positions) 53 ms Winograd vs 50 ms direct; 136x240 (32,640) 82 vs 111 ms;
+# 184x320 127 vs 200 ms. The v4.0 trunks at 720p (at most 96x160) were slower with it too.
+MIN_POSITIONS = 24 * 1024
 
 
 @functools.cache
@@ -48,11 +53,12 @@ def enabled(on: bool) -> Iterator[None]:
 
 
 def applies(x: torch.Tensor) -> bool:
-    """Whether 3x3 stride-1 convolutions over `x` take the Winograd path."""
+    """Whether 3x3 stride-1 convolutions over `x` (N x C x H x W) take the Winograd path."""
     return (
         _ENABLED.get()
         and x.device.type == "cpu"
         and x.dtype == torch.float32
+        and x.shape[-1] * x.shape[-2] >= MIN_POSITIONS
         and not torch.is_autocast_enabled("cpu")
         and not torch.compiler.is_compiling()
         and available()
