@@ -3,8 +3,8 @@
 Most of a pair's time on the CPU is the stride-1 3x3 convolutions of the blocks' trunks, which
 oneDNN runs as direct convolutions close to the cores' fp32 peak. NNPACK's Winograd F(6x6, 3x3)
 needs about a fifth of the multiplications: measured on this project's 2-core AVX2 CPU for one
-sample, 28.5 vs 48 ms for a 90-channel 184x320 layer (a 720p v3.6 pair's finest level), 8.8 vs
-12.0 ms at 92x160. The sums are associated differently, as cuDNN's Winograd kernels do on a GPU:
+sample, 28.5 vs 48 ms for a 90-channel 184x320 layer (a 720p v3.6 pair's finest level). Inside
+the networks it pays only on large feature maps (MIN_POSITIONS). The sums are associated differently, as cuDNN's Winograd kernels do on a GPU:
 outputs move by float rounding (about 1e-6 relative per layer), not by any approximation of the
 network.
 
@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 _ENABLED = contextvars.ContextVar("rife_winograd", default=False)
-# Smaller feature maps stay direct: NNPACK transforms the weights on every call, which small maps do
-# not amortise. Measured in the networks on the 2-core CPU, per 2-convolution block of a v3.6 pair:
+# Smaller feature maps stay direct: NNPACK transforms the weights on every call, presumably what
+# small maps do not amortise. Measured in the networks on the 2-core CPU, per 2-convolution block of a v3.6 pair:
 # 92x160 (14,720 positions) 53 ms Winograd vs 50 ms direct; 136x240 (32,640) 82 vs 111 ms;
 # 184x320 127 vs 200 ms. The v4.0 trunks at 720p (at most 96x160) were slower with it too.
 MIN_POSITIONS = 24 * 1024
@@ -37,6 +37,8 @@ MIN_POSITIONS = 24 * 1024
 @functools.cache
 def available() -> bool:
     """NNPACK is compiled in and initialises on this CPU (it needs AVX2 on x86)."""
+    if not hasattr(torch, "_nnpack_spatial_convolution"):  # a private operator: may go away
+        return False
     try:
         return bool(torch.backends.nnpack.is_available())
     except (AttributeError, RuntimeError):
@@ -54,13 +56,15 @@ def enabled(on: bool) -> Iterator[None]:
 
 def applies(x: torch.Tensor) -> bool:
     """Whether 3x3 stride-1 convolutions over `x` (N x C x H x W) take the Winograd path."""
+    # is_compiling() first: torch.compile must not trace the rest (a context variable read would
+    # break its graph, after which the check would run eagerly and say yes).
     return (
-        _ENABLED.get()
+        not torch.compiler.is_compiling()
+        and _ENABLED.get()
         and x.device.type == "cpu"
         and x.dtype == torch.float32
         and x.shape[-1] * x.shape[-2] >= MIN_POSITIONS
         and not torch.is_autocast_enabled("cpu")
-        and not torch.compiler.is_compiling()
         and available()
     )
 
