@@ -99,7 +99,7 @@ def model_options(fn):
             "compile_net",
             is_flag=True,
             help="torch.compile the network: a slow first frame (up to a minute on a small CPU); "
-            "on the CPU no faster than the default path, meant for GPUs.",
+            "on the CPU slower than the default path, meant for GPUs.",
         ),
     ]
     for opt in reversed(opts):

@@ -119,7 +119,7 @@ class Interpolator:
     # A ready network instead of weights (it has `family` and `pad_base`), e.g. a test stand-in.
     network: torch.nn.Module | None = None
     memory_format: str = "channels_last"  # or "contiguous": the reference's layout, for baselines
-    compile: bool = False  # torch.compile the network (slow first call; no faster on the CPU)
+    compile: bool = False  # torch.compile the network (slow first call; slower on the CPU)
     # Reuse freed host memory (rife_cli.hostmem). False only for the reference-like benchmark baseline.
     keep_freed_memory: bool = True
     # 3x3 convolutions by Winograd's algorithm where it applies (fp32 on the CPU; see
