@@ -4,9 +4,9 @@ Most of a pair's time on the CPU is the stride-1 3x3 convolutions of the blocks'
 oneDNN runs as direct convolutions close to the cores' fp32 peak. NNPACK's Winograd F(6x6, 3x3)
 needs about a fifth of the multiplications: measured on this project's 2-core AVX2 CPU for one
 sample, 28.5 vs 48 ms for a 90-channel 184x320 layer (a 720p v3.6 pair's finest level). Inside
-the networks it pays only on large feature maps (MIN_POSITIONS). The sums are associated differently, as cuDNN's Winograd kernels do on a GPU:
-outputs move by float rounding (about 1e-6 relative per layer), not by any approximation of the
-network.
+the networks it pays only on large feature maps (MIN_POSITIONS). The sums are associated
+differently, as cuDNN's Winograd kernels do on a GPU: outputs move by float rounding (about 1e-6
+relative per layer), not by any approximation of the network.
 
 NNPACK's inference kernel takes one contiguous NCHW sample (its batched kernel measured slower than
 two single calls), so a trunk runs sample by sample (`per_sample`). It is used only inside
