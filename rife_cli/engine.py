@@ -242,7 +242,7 @@ class Interpolator:
     ) -> torch.Tensor:
         with (
             torch.inference_mode(),
-            winograd.enabled(self.winograd and not self.compile),
+            winograd.enabled(self.winograd),
             self._autocast() if autocast else contextlib.nullcontext(),
         ):
             if self.family == "v4":

@@ -53,3 +53,12 @@ def psnr(a, b, peak: float = 255.0) -> float:
 
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else float(10 * np.log10(peak**2 / mse))
+
+
+def golden_pair(pair: str, size: tuple[int, int] | None = None):
+    """The two source frames of a golden pair (BGR), resized to (w, h) when given: at twice the
+    golden size the finest block's feature maps are large enough for the Winograd path."""
+    import cv2
+
+    frames = [cv2.imread(str(GOLDEN / pair / f"frame{i}.png")) for i in (0, 1)]
+    return [cv2.resize(f, size) for f in frames] if size else frames

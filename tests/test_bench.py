@@ -63,16 +63,14 @@ def test_keep_freed_memory_keeps_a_freed_block_for_reuse():
 def test_baseline_makes_the_mirrored_calls_one_after_the_other():
     """The baseline calls each v3.x block once per direction, as the reference does (in NCHW two
     single calls are faster than one of two), and that changes nothing in the result."""
-    import cv2
-    from conftest import GOLDEN
+    from conftest import golden_pair
 
     from rife_cli.bench import baseline_engine
 
     base = baseline_engine("v3.6")
     calls = []
     base.net.block0.register_forward_pre_hook(lambda mod, args: calls.append(args[0].shape[0]))
-    a = cv2.imread(str(GOLDEN / "I0" / "frame0.png"))
-    b = cv2.imread(str(GOLDEN / "I0" / "frame1.png"))
+    a, b = golden_pair("I0")
     (one_by_one,) = base.interpolate(a, b, [0.5])
     assert calls == [1, 1]
     base.net.mirrored_batch = True

@@ -7,10 +7,9 @@ reference-like one (NCHW, native operators), and compare both to the true middle
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
-from conftest import GOLDEN, psnr
+from conftest import golden_pair, psnr
 
 from rife_cli.bench import baseline_engine
 from rife_cli.engine import Interpolator
@@ -25,8 +24,7 @@ def reference_like():
 
 @pytest.mark.parametrize("pair", ["I0", "I1", "I2"])
 def test_default_path_within_0_05_db_of_reference_arithmetic(engine_v36, reference_like, pair):
-    # At twice the golden size, so that block2's trunk takes the Winograd path (test_winograd.py).
-    img = cv2.resize(cv2.imread(str(GOLDEN / pair / "frame0.png")), (896, 512))
+    img, _ = golden_pair(pair, (896, 512))  # large enough for the Winograd path
     w = img.shape[1] - STEP
     a, mid, b = (img[:, x : x + w] for x in (0, STEP // 2, STEP))
     (ours,) = engine_v36.interpolate(a, b, [0.5])
@@ -41,11 +39,8 @@ def test_default_path_within_0_05_db_of_reference_arithmetic(engine_v36, referen
 def test_compiled_network_matches_eager(engine_v36):
     """`--compile` (torch.compile, inductor on the CPU) makes the frames the eager path makes."""
     compiled = Interpolator("v3.6", device="cpu", precision="fp32", compile=True)
-    # Twice the golden size: large enough for the eager path's Winograd trunk, which the compiled
-    # network must leave to inductor.
-    a, b = (
-        cv2.resize(cv2.imread(str(GOLDEN / "I1" / f"frame{i}.png")), (896, 512)) for i in (0, 1)
-    )
+    # Large enough for the eager path's Winograd trunk, which the compiled network must leave alone.
+    a, b = golden_pair("I1", (896, 512))
     (eager,) = engine_v36.interpolate(a, b, [0.5])
     (got,) = compiled.interpolate(a, b, [0.5])
     (again,) = compiled.interpolate(b, a, [0.5])  # same shape: no recompilation, still right

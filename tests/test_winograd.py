@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import cv2
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import GOLDEN, psnr
+from conftest import golden_pair, psnr
 
 from rife_cli.bench import baseline_engine
 from rife_cli.models import winograd
@@ -86,10 +85,7 @@ def test_per_sample_runs_each_sample_alone_and_keeps_the_layout(nnpack_calls):
 
 @needs_nnpack
 def test_default_engine_uses_winograd_and_the_baseline_does_not(engine_v36, nnpack_calls):
-    # Golden frames at twice their size: block2's feature maps (224x128) are large enough.
-    a, b = (
-        cv2.resize(cv2.imread(str(GOLDEN / "I2" / f"frame{i}.png")), (896, 512)) for i in (0, 1)
-    )
+    a, b = golden_pair("I2", (896, 512))  # block2's feature maps 224x128: large enough
     (ref,) = baseline_engine("v3.6").interpolate(a, b, [0.5])
     assert nnpack_calls == []
     (ours,) = engine_v36.interpolate(a, b, [0.5])
