@@ -169,8 +169,8 @@ def baseline_e2e(engine, src: Path, out: Path) -> int:
 
 
 def baseline_engine(model, device="cpu", scale=1.0, offline=False):
-    """The reference's arithmetic and layout: fp32, NCHW, native operators, one pair per forward,
-    the mirrored v3.x block calls one after the other."""
+    """The reference's arithmetic and layout: fp32, NCHW, native operators, one pair per forward
+    on all cores (no lanes), the mirrored v3.x block calls one after the other."""
     from .engine import Interpolator
 
     return Interpolator(
@@ -182,6 +182,7 @@ def baseline_engine(model, device="cpu", scale=1.0, offline=False):
         keep_freed_memory=False,
         winograd=False,
         mirrored_batch=False,
+        lanes=1,
         scale=scale,
         offline=offline,
     )
@@ -282,6 +283,7 @@ def run_bench(
                 f"round {r + 1}/{rounds}: model {m_base[-1]:.3f} -> {m_ours[-1]:.3f} pairs/s, "
                 f"end-to-end {e_base[-1]:.3f} -> {e_ours[-1]:.3f} fps"
             )
+    ours.close()
     gpu = None
     if ours.torch_device.type == "cuda":
         gpu = torch.cuda.max_memory_allocated(ours.torch_device) / 2**20

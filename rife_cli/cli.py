@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from . import hostmem
 from .errors import RifeError
 
 log = logging.getLogger("rife")
@@ -143,6 +144,8 @@ class RifeGroup(click.Group):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         """Usage errors as one line (exit 2), like every other error; our own go through `reported`."""
         logging.basicConfig(format="rife: %(message)s", level=logging.INFO)
+        # Before any thread exists (encoder checks start some): see rife_cli.hostmem.
+        hostmem.keep_freed_memory()
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 
 from . import hostmem
 from .errors import ModelError, ResourceError, UsageError
+from .lanes import Lanes
 from .models import winograd
 from .models.loading import ModelSource, load_network, resolve, resolve_default
 from .models.registry import TIMESTEP_MODEL
@@ -30,6 +32,8 @@ BISECT_TOLERANCE = 0.01
 BISECT_STEPS = 8
 # Deepest dyadic level a v3.x model is asked for directly (exp 8 = 256x).
 MAX_DYADIC_LEVEL = 10
+# CPU lanes at most: each holds a pair's activations (a 720p v3.6 pair: about 0.5 GB).
+MAX_LANES = 8
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -125,9 +129,12 @@ class Interpolator:
     # 3x3 convolutions by Winograd's algorithm where it applies (fp32 on the CPU; see
     # rife_cli.models.winograd). False only for the reference-like benchmark baseline.
     winograd: bool = True
-    # v3.x: the two mirrored block calls as one batch (False: one after the other, as the reference
-    # does; only the reference-like benchmark baseline sets it).
+    # v3.x: the two mirrored block calls as one batch or in lanes (False: one after the other, as
+    # the reference does; only the reference-like benchmark baseline sets it).
     mirrored_batch: bool = True
+    # CPU lanes (rife_cli.lanes): 0 = one per usable core up to MAX_LANES; 1 = none (one forward
+    # on all cores, as the benchmark baseline runs). Not with torch.compile or on CUDA.
+    lanes: int = 0
     source: ModelSource = field(init=False)
 
     def __post_init__(self):
@@ -136,6 +143,9 @@ class Interpolator:
                 f"--scale {self.scale}: use one of {', '.join(str(s) for s in SCALES)}"
             )
         self.torch_device = pick_device(self.device)
+        if self.torch_device.type == "cpu" and self.keep_freed_memory:
+            # Before anything starts threads: glibc settles a thread's arena at its first malloc.
+            hostmem.keep_freed_memory()
         self.precision = pick_precision(self.precision, self.torch_device)
         if self.precision == "fp16" and self.torch_device.type == "cpu":
             raise UsageError("--precision fp16 is for CUDA; on the CPU use bf16 or fp32")
@@ -146,8 +156,6 @@ class Interpolator:
             self.source = resolve(self.model, self.offline, self.notice)
             net = load_network(self.source.path)
         self.family: str = net.family
-        if hasattr(net, "mirrored_batch"):
-            net.mirrored_batch = self.mirrored_batch
         # Channels-last lets oneDNN / cuDNN pick their fast convolution paths: measured 1.3-1.45x on
         # this project's 2-core CPU in fp32 at 720p (scripts/bench.py), results within float noise.
         self.channels_last = self.memory_format == "channels_last"
@@ -157,10 +165,22 @@ class Interpolator:
         self._forward_net = torch.compile(self.net, dynamic=False) if self.compile else self.net
         self.fp32_fallbacks = 0  # pairs redone in fp32 because half precision gave NaN/Inf
         self.pad_to = max(net.pad_base, int(net.pad_base / self.scale))
+        self._lanes: Lanes | None = None
         if self.torch_device.type == "cpu":
-            torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
-            if self.keep_freed_memory:
-                hostmem.keep_freed_memory()
+            cores = max(1, len(os.sched_getaffinity(0)))
+            if not self.lanes:
+                self.lanes = 1 if self.compile else min(cores, MAX_LANES)
+            if self.lanes > 1:
+                self._lanes = Lanes(self.lanes, max(1, cores // self.lanes))
+                weakref.finalize(self, self._lanes.close)
+            torch.set_num_threads(cores)
+        else:
+            self.lanes = 1
+        if hasattr(net, "mirrored_map"):
+            if not self.mirrored_batch:
+                net.mirrored_map = _serial_map
+            elif self._lanes is not None:
+                net.mirrored_map = self._lanes.map
         if not self.batch_size:
             self.batch_size = self._default_batch_size()
 
@@ -180,9 +200,17 @@ class Interpolator:
                     f"(t = k/2^n) and cannot make t = {t}; use --model v4.0"
                 )
 
+    def close(self) -> None:
+        """Stop the CPU lanes' threads (also done when the Interpolator is garbage-collected). The
+        Interpolator stays usable: they start again when next needed."""
+        if self._lanes is not None:
+            self._lanes.close()
+
     def _default_batch_size(self) -> int:
         if self.torch_device.type != "cuda":
-            return 1  # on the CPU a batch of 2 was slower (0.33 vs 0.38 pairs/s at 720p, 2 cores)
+            # One pair per lane. (Without lanes a batch of 2 was slower on the CPU than two
+            # single forwards: 0.33 vs 0.38 pairs/s at 720p on 2 cores.)
+            return self.lanes
         free, _ = torch.cuda.mem_get_info(self.torch_device)
         # A conservative budget of 2 GiB of free memory per pair (not yet measured on a GPU: the
         # largest v3.6 activations at 1080p in fp16 add up to a few hundred MiB).
@@ -238,6 +266,20 @@ class Interpolator:
         return torch.autocast(self.torch_device.type, dtype=dtype)
 
     def _run_net(
+        self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, autocast: bool
+    ) -> torch.Tensor:
+        if self._lanes is None or a.shape[0] < 2:
+            return self._run_net_here(a, b, t, autocast)
+        # The pairs spread over the lanes, one contiguous share each.
+        shares = [
+            idx for idx in torch.arange(a.shape[0]).tensor_split(self._lanes.count) if len(idx)
+        ]
+        outs = self._lanes.map(
+            lambda idx: self._run_net_here(a[idx], b[idx], t[idx], autocast), shares
+        )
+        return torch.cat(outs, 0)
+
+    def _run_net_here(
         self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, autocast: bool
     ) -> torch.Tensor:
         with (
@@ -352,6 +394,10 @@ class Interpolator:
     @property
     def description(self) -> str:
         return f"{self.source.label} ({self.family}) on {self.torch_device} {self.precision}"
+
+
+def _serial_map(fn: Callable, items: Sequence) -> list:
+    return [fn(item) for item in items]
 
 
 def interpolator_for(need_any_timestep: bool, model: str | None = None, **kwargs) -> Interpolator:

@@ -66,7 +66,12 @@ def make_frames(
     c0, a0 = split_alpha(im0)
     c1, a1 = split_alpha(im1)
     frames = [im0]
-    for t, color in zip(ts, engine.interpolate(c0, c1, ts)):
+    try:
+        made = engine.interpolate(c0, c1, ts)
+    finally:
+        if hasattr(engine, "close"):
+            engine.close()
+    for t, color in zip(ts, made):
         alpha = blend_alpha(a0, a1, float(t)) if a0 is not None else None
         frames.append(merge(color, alpha, gray))
     frames.append(im1)

@@ -452,6 +452,8 @@ def interpolate_video(
             shutil.rmtree(journal.folder, ignore_errors=True)
         raise
     finally:
+        if hasattr(engine, "close"):
+            engine.close()  # its CPU lanes' threads; they start again if the engine is used again
         if not ok:
             sink.abort()
         if part.is_dir():

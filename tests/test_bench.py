@@ -33,23 +33,34 @@ def test_bench_rejects_a_bad_size_in_one_line():
 
 
 RETAINED = """
-import os, sys, torch
+import os, sys, threading, torch
 from rife_cli import hostmem
 ok = hostmem.keep_freed_memory() if sys.argv[1] == "keep" else None
 def rss():
     return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def block():
+    x = torch.ones(1 << 24)  # 64 MiB, every page touched
+    del x
 before = rss()
-x = torch.ones(1 << 24)  # 64 MiB, every page touched
-del x
+if sys.argv[2] == "thread":  # as in a CPU lane: a thread of its own allocates and frees
+    t = threading.Thread(target=block)
+    t.start()
+    t.join()
+else:
+    block()
 print(ok, (rss() - before) >> 20)
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt is Linux-only")
-def test_keep_freed_memory_keeps_a_freed_block_for_reuse():
+@pytest.mark.parametrize("where", ["main", "thread"])
+def test_keep_freed_memory_keeps_a_freed_block_for_reuse(where):
     def child(mode):
         out = subprocess.run(
-            [sys.executable, "-c", RETAINED, mode], capture_output=True, text=True, check=True
+            [sys.executable, "-c", RETAINED, mode, where],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         ok, kept_mib = out.stdout.split()
         return ok, int(kept_mib)
@@ -73,7 +84,7 @@ def test_baseline_makes_the_mirrored_calls_one_after_the_other():
     a, b = golden_pair("I0")
     (one_by_one,) = base.interpolate(a, b, [0.5])
     assert calls == [1, 1]
-    base.net.mirrored_batch = True
+    base.net.mirrored_map = None  # one batch of two
     (batched,) = base.interpolate(a, b, [0.5])
     assert calls == [1, 1, 2]
     assert abs(one_by_one.astype(int) - batched.astype(int)).max() <= 1

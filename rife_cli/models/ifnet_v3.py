@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Iterable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -53,14 +56,20 @@ class IFBlock(nn.Module):
         return self.convblock3(feat) + feat
 
 
+def _half(block: IFBlock, x: torch.Tensor, flow: torch.Tensor, s: float, n: int, i: int):
+    """One of the mirrored block calls: samples i to i + n of the batch of 2N."""
+    return block(x[i : i + n], flow[i : i + n], s)
+
+
 class IFNetV3(nn.Module):
-    """Makes the midpoint of each pair; the two mirrored block calls run as one batch of 2N."""
+    """Makes the midpoint of each pair from two mirrored calls of each block."""
 
     family = "v3"
     pad_base = 32
-    # False: the mirrored calls one after the other, as the reference makes them (for the
-    # reference-like benchmark baseline; in NCHW two single calls are faster than one of 2N).
-    mirrored_batch = True
+    # How the two mirrored block calls run. None: as one batch of 2N. Otherwise a map(fn, halves)
+    # -> list: builtin-like for one after the other, as the reference makes them (the benchmark
+    # baseline: in NCHW two single calls are faster than one of 2N), or CPU lanes side by side.
+    mirrored_map: Callable[[Callable, Iterable], list] | None = None
 
     def __init__(self):
         super().__init__()
@@ -78,10 +87,11 @@ class IFNetV3(nn.Module):
         ):
             x = torch.cat([torch.cat([w0, w1, mask], 1), torch.cat([w1, w0, -mask], 1)], 0)
             f_in = torch.cat([flow, torch.cat([flow[:, 2:4], flow[:, 0:2]], 1)], 0)
-            if self.mirrored_batch:
+            if self.mirrored_map is None:
                 f, m = block(x, f_in, s)
             else:
-                halves = [block(x[i : i + n], f_in[i : i + n], s) for i in (0, n)]
+                half = functools.partial(_half, block, x, f_in, s, n)
+                halves = self.mirrored_map(half, (0, n))
                 f, m = (torch.cat(parts) for parts in zip(*halves))
             f0, f1 = f[:n], f[n:]
             flow = flow + (f0 + torch.cat([f1[:, 2:4], f1[:, 0:2]], 1)) / 2

@@ -2,14 +2,19 @@
 
 Most of a pair's time on the CPU is the stride-1 3x3 convolutions of the blocks' trunks, which
 oneDNN runs as direct convolutions close to the cores' fp32 peak. NNPACK's Winograd F(6x6, 3x3)
-needs about a fifth of the multiplications: measured on this project's 2-core AVX2 CPU for one
-sample, 28.5 vs 48 ms for a 90-channel 184x320 layer (a 720p v3.6 pair's finest level). Inside
-the networks it pays only on large feature maps (MIN_POSITIONS). The sums are associated
-differently, as cuDNN's Winograd kernels do on a GPU: outputs move by float rounding (about 1e-6
-relative per layer), not by any approximation of the network.
+needs about a fifth of the multiplications. It runs here only where PyTorch has one intra-op thread
+(a CPU lane, rife_cli.lanes, or a 1-core machine): PyTorch gives NNPACK a thread pool of its own,
+sized by the thread count of its first caller, and a pool of more than one thread measured poorly
+(it scales 1.6x on two cores where direct convolutions scale 2x, and its spinning workers slow the
+OpenMP operators around it). With one thread the pool runs inline in the caller. Measured on this
+project's 2-core AVX2 CPU, one thread, NNPACK vs direct (channels-last) per convolution: 90
+channels at 184x320 48 vs 96 ms, 92x160 12.5 vs 24.0, 46x80 3.0 vs 6.0, 23x40 0.74 vs 1.55; 192
+channels at 23x40 4.2 vs 6.0 but at 12x20 2.8 vs 1.6 (hence MIN_POSITIONS). The sums are
+associated differently, as cuDNN's Winograd kernels do on a GPU: outputs move by float rounding
+(about 1e-6 relative per layer), not by any approximation of the network.
 
 NNPACK's inference kernel takes one contiguous NCHW sample (its batched kernel measured slower than
-two single calls), so a trunk runs sample by sample (`per_sample`). It is used only inside
+single calls), so a trunk runs sample by sample (`per_sample`). It is used only inside
 `enabled(True)` (the Interpolator's default on the CPU), for fp32 without autocast and outside
 torch.compile; everywhere else the native convolution runs, and the reference-like benchmark
 baseline keeps the native one.
@@ -27,11 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 
 _ENABLED = contextvars.ContextVar("rife_winograd", default=False)
-# Smaller feature maps stay direct: NNPACK transforms the weights on every call, presumably what
-# small maps do not amortise. Measured in the networks on the 2-core CPU, per 2-convolution block of a v3.6 pair:
-# 92x160 (14,720 positions) 53 ms Winograd vs 50 ms direct; 136x240 (32,640) 82 vs 111 ms;
-# 184x320 127 vs 200 ms. The v4.0 trunks at 720p (at most 96x160) were slower with it too.
-MIN_POSITIONS = 24 * 1024
+# Smaller feature maps stay direct (NNPACK transforms the weights on every call, which tiny maps
+# do not amortise): single-threaded, 920 positions won for 90-192 channels, 240 lost (above).
+MIN_POSITIONS = 512
 
 
 @functools.cache
@@ -65,6 +68,7 @@ def applies(x: torch.Tensor) -> bool:
         and x.dtype == torch.float32
         and x.shape[-1] * x.shape[-2] >= MIN_POSITIONS
         and not torch.is_autocast_enabled("cpu")
+        and torch.get_num_threads() == 1
         and available()
     )
 
