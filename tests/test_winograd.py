@@ -32,7 +32,7 @@ def nnpack_calls(monkeypatch):
     real = torch._nnpack_spatial_convolution
 
     def spy(*args, **kwargs):
-        calls.append(args[0].shape)
+        calls.append(tuple(args[0].shape) + (args[1].shape[0],))  # input shape, out channels
         return real(*args, **kwargs)
 
     monkeypatch.setattr(torch, "_nnpack_spatial_convolution", spy)
@@ -90,7 +90,7 @@ def test_per_sample_runs_each_sample_alone_and_keeps_the_layout(nnpack_calls, on
         expected = layer(x)
         with winograd.enabled(True):
             got = per_sample(lambda f: layer(f) + f, x)
-    assert [tuple(s) for s in nnpack_calls] == [(1, 6, 128, 192)] * 3
+    assert nnpack_calls == [(1, 6, 128, 192, 6)] * 3
     assert got.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(got, expected + x, rtol=1e-4, atol=1e-4)
 
@@ -101,9 +101,30 @@ def test_default_engine_uses_winograd_and_the_baseline_does_not(engine_v36, nnpa
     (ref,) = baseline_engine("v3.6").interpolate(a, b, [0.5])
     assert nnpack_calls == []
     (ours,) = engine_v36.interpolate(a, b, [0.5])
-    # 8 trunk convolutions x 2 mirrored samples in block2 and block1, one sample per call (in
-    # lanes, or the main thread on a 1-core machine); block0's 448 positions stay direct.
-    assert sorted(tuple(s) for s in nnpack_calls) == sorted(
-        [(1, 90, 64, 112)] * 16 + [(1, 90, 32, 56)] * 16
-    )
+    # In block2 and block1, per mirrored sample: 8 trunk convolutions (90 channels out) and the
+    # two heads' first layers as one (4 phases x 2 x 45 = 360 out); one sample per call (in lanes,
+    # or the main thread on a 1-core machine). block0's 448 positions stay direct.
+    expected = []
+    for h, w in ((64, 112), (32, 56)):
+        expected += [(1, 90, h, w, 90)] * 16 + [(1, 90, h, w, 360)] * 2
+    assert sorted(nnpack_calls) == sorted(expected)
     assert psnr(ours, ref) >= 50
+
+
+@needs_nnpack
+def test_v3_block_winograd_path_matches_its_direct_path(engine_v36, one_thread, nnpack_calls):
+    """A v3.x block with its trunk and both heads' first layers by Winograd computes what the
+    direct path computes, to float rounding."""
+    torch.manual_seed(3)
+    block = engine_v36.net.block2
+    x = torch.rand(2, 7, 128, 224).contiguous(memory_format=torch.channels_last)
+    flow = (torch.rand(2, 4, 128, 224) * 4 - 2).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        direct = block(x, flow, 1.0)
+        with winograd.enabled(True):
+            fast = block(x, flow, 1.0)
+    assert len(nnpack_calls) == 2 * (8 + 1)  # per sample: 8 trunk convolutions, 1 for the heads
+    for d, f in zip(direct, fast):
+        assert f.is_contiguous(memory_format=torch.channels_last)
+        err = float((f - d).abs().max() / d.abs().max())
+        assert err < 1e-4, err

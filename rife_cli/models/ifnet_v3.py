@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .upconv import UpConv
+from . import winograd
+from .upconv import UpConv, interleave_phases, phase_weight_3x3
 from .warp import warp
-from .winograd import Conv3x3, per_sample
+from .winograd import Conv3x3
 
 
 def conv(i: int, o: int, stride: int = 1) -> nn.Sequential:
@@ -43,11 +44,29 @@ class IFBlock(nn.Module):
         x = resize(x, 1.0 / s)
         flow = resize(flow, 1.0 / s) / s
         feat = self.conv0(torch.cat([x, flow], 1))
-        feat = per_sample(self._trunk, feat)
+        if winograd.applies(feat):
+            ups = [self._winograd_tail(feat[i : i + 1].contiguous()) for i in range(len(feat))]
+            up_flow, up_mask = (torch.cat(parts) for parts in zip(*ups))
+        else:
+            feat = self._trunk(feat)
+            up_flow, up_mask = self.conv1[0](feat), self.conv2[0](feat)
         # fp32 out of the block whatever the convolutions ran in (see IFBlock4.forward).
-        dflow = resize(self.conv1(feat).float(), s) * s
-        dmask = resize(self.conv2(feat).float(), s)
+        dflow = resize(self.conv1[1:](up_flow).float(), s) * s
+        dmask = resize(self.conv2[1:](up_mask).float(), s)
         return dflow, dmask
+
+    def _winograd_tail(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One contiguous NCHW sample: the trunk by Winograd (Conv3x3), then both heads' first
+        transposed convolutions as one Winograd 3x3 convolution over the trunk's NCHW output
+        (their four output phases; measured on the 2-core CPU, one thread, 184x320: 115 ms for
+        both against 2 x 95 ms in the 2x2 phase form) and one interleaving copy each."""
+        feat = self._trunk(feat)
+        first = (self.conv1[0], self.conv2[0])
+        weight = torch.cat([phase_weight_3x3(m.weight) for m in first])
+        bias = torch.cat([m.bias.repeat(4) for m in first])
+        y = torch._nnpack_spatial_convolution(feat, weight, bias, [1, 1])
+        split = 4 * first[0].out_channels
+        return interleave_phases(y[:, :split]), interleave_phases(y[:, split:])
 
     def _trunk(self, feat: torch.Tensor) -> torch.Tensor:
         feat = self.convblock0(feat) + feat

@@ -21,17 +21,43 @@ from torch import nn
 
 # Kernel rows (or columns) of the 4x4 kernel that output phase 0 / 1 uses, for 2x2 taps 0 and 1.
 _TAPS = ((3, 1), (2, 0))
+PHASES = ((0, 0), (0, 1), (1, 0), (1, 1))
 
 
 def phase_weight(weight: torch.Tensor) -> torch.Tensor:
     """[in, out, 4, 4] transposed-convolution weight -> [4 * out, in, 2, 2], phase-major
     (py, px) = (0, 0), (0, 1), (1, 0), (1, 1)."""
     parts = []
-    for rows in _TAPS:
-        for cols in _TAPS:
-            k = weight[:, :, list(rows)][:, :, :, list(cols)]
-            parts.append(k.transpose(0, 1))
+    for py, px in PHASES:
+        k = weight[:, :, list(_TAPS[py])][:, :, :, list(_TAPS[px])]
+        parts.append(k.transpose(0, 1))
     return torch.cat(parts, 0)
+
+
+def phase_weight_3x3(weight: torch.Tensor) -> torch.Tensor:
+    """The same four phases as one 3x3 convolution with padding 1 and no offset: output row m of
+    phase py covers input rows m - 1 + py and m + py, i.e. 3x3 rows py and py + 1 (columns
+    likewise). For 3x3 fast paths (Winograd); the extra taps are zeros."""
+    w2 = phase_weight(weight)
+    out = w2.shape[0] // 4
+    w3 = w2.new_zeros(w2.shape[0], w2.shape[1], 3, 3)
+    for i, (py, px) in enumerate(PHASES):
+        w3[i * out : (i + 1) * out, :, py : py + 2, px : px + 2] = w2[i * out : (i + 1) * out]
+    return w3
+
+
+def interleave_phases(y: torch.Tensor) -> torch.Tensor:
+    """[n, 4 * c, h, w] phase-major (as phase_weight_3x3 makes them) -> [n, c, 2h, 2w] output of
+    the transposed convolution, channels-last, in one copy."""
+    n, c4, h, w = y.shape
+    c = c4 // 4
+    out = torch.empty(
+        (n, c, 2 * h, 2 * w), dtype=y.dtype, device=y.device, memory_format=torch.channels_last
+    )
+    out.permute(0, 2, 3, 1).view(n, h, 2, w, 2, c).copy_(
+        y.view(n, 2, 2, c, h, w).permute(0, 4, 1, 5, 2, 3)
+    )
+    return out
 
 
 class UpConv(nn.ConvTranspose2d):
@@ -54,6 +80,6 @@ class UpConv(nn.ConvTranspose2d):
         )
         phases = out.permute(0, 2, 3, 1).view(n, h, 2, w, 2, c)
         y = y.permute(0, 2, 3, 1)
-        for i, (py, px) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+        for i, (py, px) in enumerate(PHASES):
             phases[:, :, py, :, px, :].copy_(y[:, py : py + h, px : px + w, i * c : (i + 1) * c])
         return out
