@@ -50,3 +50,13 @@ def test_3x3_phase_form_and_interleave_match_conv_transpose(shape, out_channels)
     got = interleave_phases(y)
     assert got.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+
+
+def test_interleave_by_transpose_equals_the_gathering_copy():
+    # float32 on the CPU takes OpenCV's transpose; float64 the single gathering copy.
+    torch.manual_seed(3)
+    y = torch.randn(2, 4 * 5, 6, 7)
+    fast = interleave_phases(y)
+    exact = interleave_phases(y.double())
+    assert fast.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(fast.double(), exact)
