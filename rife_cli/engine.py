@@ -179,8 +179,10 @@ class Interpolator:
         if hasattr(net, "mirrored_map"):
             if not self.mirrored_batch:
                 net.mirrored_map = _serial_map
-            elif self._lanes is not None:
-                net.mirrored_map = self._lanes.map
+            elif self.torch_device.type == "cpu" and not self.compile:
+                # One conv0 for both mirrored calls, then their trunks in lanes where there are.
+                net.mirrored_map = self._lanes.map if self._lanes is not None else _serial_map
+                net.joint_stem = True
         if not self.batch_size:
             self.batch_size = self._default_batch_size()
 

@@ -141,12 +141,17 @@ def test_pairs_in_lanes_match_each_pair_alone_and_the_laneless_engine(model):
 
 def test_one_v3_pair_sends_its_mirrored_halves_to_the_lanes():
     eng = Interpolator("v3.6", device="cpu", precision="fp32", lanes=2)
+    block = eng.net.block2
     where = []
-    eng.net.block2.register_forward_pre_hook(
-        lambda mod, args: where.append((threading.current_thread().name, args[0].shape[0]))
-    )
+    real_tail = block.tail
+
+    def tail(feat, s):
+        where.append((threading.current_thread().name, tuple(feat.shape[:2])))
+        return real_tail(feat, s)
+
+    block.tail = tail
     a, b = golden_pair("I0")
     eng.interpolate(a, b, [0.5])
-    # Each lane takes one job at a time, so the two halves (one sample each) ran in both.
-    assert sorted(where) == [(f"{eng._lanes.name}-{i}", 1) for i in (0, 1)]
+    # One conv0 for both (90 channels each), then each lane takes one half at a time.
+    assert sorted(where) == [(f"{eng._lanes.name}-{i}", (1, 90)) for i in (0, 1)]
     eng.close()
