@@ -7,7 +7,6 @@ trained on. uint8 and uint16 map to [0, 1] by their full range; float32 is taken
 from __future__ import annotations
 
 import contextlib
-import os
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from . import hostmem
+from .cpus import default_lanes, usable_cores
 from .errors import ModelError, ResourceError, UsageError
 from .lanes import Lanes
 from .models import winograd
@@ -32,8 +32,6 @@ BISECT_TOLERANCE = 0.01
 BISECT_STEPS = 8
 # Deepest dyadic level a v3.x model is asked for directly (exp 8 = 256x).
 MAX_DYADIC_LEVEL = 10
-# CPU lanes at most: each holds a pair's activations (a 720p v3.6 pair: about 0.5 GB).
-MAX_LANES = 8
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -132,7 +130,7 @@ class Interpolator:
     # v3.x: the two mirrored block calls as one batch or in lanes (False: one after the other, as
     # the reference does; only the reference-like benchmark baseline sets it).
     mirrored_batch: bool = True
-    # CPU lanes (rife_cli.lanes): 0 = one per usable core up to MAX_LANES; 1 = none (one forward
+    # CPU lanes (rife_cli.lanes): 0 = one per usable core up to cpus.MAX_LANES; 1 = none (one forward
     # on all cores, as the benchmark baseline runs). Not with torch.compile or on CUDA.
     lanes: int = 0
     source: ModelSource = field(init=False)
@@ -167,9 +165,9 @@ class Interpolator:
         self.pad_to = max(net.pad_base, int(net.pad_base / self.scale))
         self._lanes: Lanes | None = None
         if self.torch_device.type == "cpu":
-            cores = max(1, len(os.sched_getaffinity(0)))
+            cores = usable_cores()
             if not self.lanes:
-                self.lanes = 1 if self.compile else min(cores, MAX_LANES)
+                self.lanes = 1 if self.compile else default_lanes()
             if self.lanes > 1:
                 self._lanes = Lanes(self.lanes, max(1, cores // self.lanes))
                 weakref.finalize(self, self._lanes.close)

@@ -88,3 +88,35 @@ def test_baseline_makes_the_mirrored_calls_one_after_the_other():
     (batched,) = base.interpolate(a, b, [0.5])
     assert calls == [1, 1, 2]
     assert abs(one_by_one.astype(int) - batched.astype(int)).max() <= 1
+
+
+PREFAULTED = """
+import resource, sys
+import torch
+from rife_cli import hostmem
+thread = hostmem.prefault(1 << 26) if sys.argv[1] == "prefault" else None
+if thread is not None:
+    thread.join()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+x = torch.ones(1 << 24)  # 64 MiB, every page touched
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt is Linux-only")
+def test_prefaulted_memory_spares_the_next_allocation_its_page_faults():
+    def faults(mode):
+        out = subprocess.run(
+            [sys.executable, "-c", PREFAULTED, mode], capture_output=True, text=True, check=True
+        )
+        return int(out.stdout)
+
+    assert faults("cold") > 10_000  # 64 MiB in 4 KiB pages: ~16,000 faults
+    assert faults("prefault") < 1_000
+
+
+def test_first_pass_estimate_is_capped_by_available_memory():
+    from rife_cli import hostmem
+
+    assert hostmem.first_pass_bytes(1280, 720, 2) == 1280 * 720 * 2 * 940
+    assert hostmem.first_pass_bytes(10**5, 10**5, 8) < 10**5 * 10**5 * 8 * 940  # capped
