@@ -7,6 +7,7 @@ trained on. uint8 and uint16 map to [0, 1] by their full range; float32 is taken
 from __future__ import annotations
 
 import contextlib
+import functools
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -268,16 +269,19 @@ class Interpolator:
     def _run_net(
         self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, autocast: bool
     ) -> torch.Tensor:
-        if self._lanes is None or a.shape[0] < 2:
+        n = a.shape[0]
+        if self._lanes is None or n < 2:
             return self._run_net_here(a, b, t, autocast)
-        # The pairs spread over the lanes, one contiguous share each.
-        shares = [
-            idx for idx in torch.arange(a.shape[0]).tensor_split(self._lanes.count) if len(idx)
-        ]
-        outs = self._lanes.map(
-            lambda idx: self._run_net_here(a[idx], b[idx], t[idx], autocast), shares
-        )
+        # One job per pair, taken by whichever lane is free (a lane slowed by a busy core takes
+        # fewer). Pairs beyond a multiple of the lane count would leave lanes idle: they run one
+        # by one after, each spread over the lanes by the network where it can (v3.x halves).
+        whole = n - n % self._lanes.count
+        outs = self._lanes.map(functools.partial(self._run_pair, a, b, t, autocast), range(whole))
+        outs += [self._run_pair(a, b, t, autocast, i) for i in range(whole, n)]
         return torch.cat(outs, 0)
+
+    def _run_pair(self, a, b, t, autocast: bool, i: int) -> torch.Tensor:
+        return self._run_net_here(a[i : i + 1], b[i : i + 1], t[i : i + 1], autocast)
 
     def _run_net_here(
         self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, autocast: bool

@@ -119,14 +119,15 @@ def test_cpu_engine_defaults_to_a_lane_per_core_and_a_pair_per_lane():
 
 @pytest.mark.parametrize("model", ["v3.6", "v4.0"])
 def test_pairs_in_lanes_match_each_pair_alone_and_the_laneless_engine(model):
-    pairs = [golden_pair(name) for name in ("I0", "I1")]
+    # Three pairs: two go to the lanes as one job each, the third runs after them.
+    pairs = [golden_pair(name) for name in ("I0", "I1", "I2")]
     eng = Interpolator(model, device="cpu", precision="fp32", lanes=2)
     plain = Interpolator(model, device="cpu", precision="fp32", lanes=1)
     a = eng.to_tensor([p[0] for p in pairs])
     b = eng.to_tensor([p[1] for p in pairs])
-    together = eng.make(a, b, [Request(0, HALF), Request(1, HALF)])
-    assert len(threads_of(eng._lanes)) == 2  # the two pairs went to the lanes
-    alone = [eng.make(a[i : i + 1], b[i : i + 1], [Request(0, HALF)])[0] for i in (0, 1)]
+    together = eng.make(a, b, [Request(i, HALF) for i in range(3)])
+    assert len(threads_of(eng._lanes)) == 2
+    alone = [eng.make(a[i : i + 1], b[i : i + 1], [Request(0, HALF)])[0] for i in range(3)]
     h, w = pairs[0][0].shape[:2]
     for x, y in zip(together, alone):
         if model == "v3.6":  # one v3.x pair's halves go to the lanes: computed alike
