@@ -327,6 +327,13 @@ def _install_stop_handlers():
 @click.option(
     "--batch-size", type=int, default=0, help="Pairs per forward (default: from free memory)."
 )
+@click.option(
+    "--hwaccel",
+    type=click.Choice(["none", "cuda"]),
+    default="none",
+    show_default=True,
+    help="Decode the video on the GPU (cuda: NVDEC); codecs it lacks decode on the CPU.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @model_options
@@ -349,6 +356,7 @@ def interpolate(
     preset,
     pix_fmt,
     batch_size,
+    hwaccel,
     quiet,
     as_json,
     **model_opts,
@@ -423,6 +431,7 @@ def interpolate(
                 crf=crf,
                 preset=preset,
                 pix_fmt=pix_fmt,
+                hwaccel=None if hwaccel == "none" else hwaccel,
             )
         except Interrupted:
             raise

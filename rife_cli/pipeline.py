@@ -54,6 +54,7 @@ class Summary:
     bad_packets: int = 0  # corrupt packets skipped while decoding
     skipped: bool = False  # --skip-existing found the output already there
     fp32_fallbacks: int = 0  # pairs redone in fp32 because half precision overflowed
+    hwaccel: str | None = None  # the device that decoded the video (--hwaccel); None: software
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -75,6 +76,7 @@ class Options:
     pix_fmt: str | None = None
     resume: bool = False
     skip_existing: bool = False
+    hwaccel: str | None = None  # decode the video on this device ("cuda": NVDEC)
     queue_bytes: int = QUEUE_BYTES
     segment_frames: int = SEGMENT_FRAMES
     segment_seconds: float = SEGMENT_SECONDS
@@ -177,11 +179,13 @@ class _Run:
             self.clock = SegmentClock(opts.segment_frames, opts.segment_seconds)
         self.stopped = False
         self.stats: dict = {"bad_packets": 0}
+        self.hwaccel: str | None = None  # set when the video decodes on a device
 
     # ----- reader
     def read(self, q: ByteQueue) -> None:
         try:
-            for frame in read_frames(self.info, self.warn, self.stats):
+            frames = read_frames(self.info, self.warn, self.stats, self.hwaccel)
+            for frame in frames:
                 if frame.index < self.skip_until:
                     q.put(_Skipped(frame.index, frame.time), 0)
                     continue
@@ -338,6 +342,14 @@ def interpolate_video(
     opts = Options(**options)
     inp = Path(input)
     info = probe(inp)
+    hwaccel = None
+    if opts.hwaccel and not info.is_images:
+        from .video.source import check_hwaccel
+
+        if check_hwaccel(info, opts.hwaccel):
+            hwaccel = opts.hwaccel
+        else:
+            warn(f"{inp}: no {opts.hwaccel} decoder for its codec; decoding on the CPU")
     target = Timing.from_options(opts.exp, opts.multi, opts.fps, opts.slowmo).target(info.rate)
     from .video.sink import container_of
 
@@ -399,6 +411,7 @@ def interpolate_video(
     else:
         sink, journal = _open_segments(inp, out, info, target, engine, opts, enc, warn)
     run = _Run(info, target, engine, opts, png, progress, warn, stop=stop, journal=journal)
+    run.hwaccel = hwaccel
     src_q = ByteQueue(opts.queue_bytes, run.cancel)
     out_q = ByteQueue(opts.queue_bytes, run.cancel)
     reader = Worker("reader", lambda: run.read(src_q), run.cancel)
@@ -478,6 +491,7 @@ def interpolate_video(
         audio=audio,
         bad_packets=run.stats["bad_packets"],
         fp32_fallbacks=getattr(engine, "fp32_fallbacks", 0) - fallbacks_before,
+        hwaccel=hwaccel,
     )
 
 
@@ -489,6 +503,7 @@ def _open_segments(inp, out, info, target, engine, opts, enc, warn):
         "force",
         "resume",
         "skip_existing",
+        "hwaccel",  # hardware and software decoders give the same pictures
         "queue_bytes",
         "segment_frames",
         "segment_seconds",

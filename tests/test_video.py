@@ -330,3 +330,56 @@ def test_every_offered_encoder_muxes(tmp_path, name, codec):
         packets = sum(1 for p in c.demux(c.streams.video[0]) if p.size)
         assert c.streams.audio
     assert packets == s.frames_out == 12
+
+
+@pytest.mark.parametrize("pix_fmt,device_fmt", [("yuv420p", "nv12"), ("yuv420p10le", "p010le")])
+def test_frames_as_a_hardware_decoder_returns_them(tmp_path, monkeypatch, pix_fmt, device_fmt):
+    """With --hwaccel cuda, NVDEC's frames reach the host as NV12 (P010 above 8 bits), not in the
+    stream's own format: passed-through frames must still be the source's and made ones the same
+    as from software decoding. (Here the hardware is stood in for by repacking the decoded frames.)"""
+    from rife_cli.video import source
+
+    frames = [moving_frame(i, 64, 48) for i in range(6)]
+    if pix_fmt.endswith("10le"):
+        frames = [f.astype(np.uint16) * 257 for f in frames]
+    src = make_video(
+        tmp_path / "a.mkv", n=6, w=64, h=48, codec="ffv1", pix_fmt=pix_fmt, frames=frames
+    )
+    interpolate_blended(src, tmp_path / "soft.mkv", exp=1, codec="ffv1")
+    software = source._decode_tolerant
+
+    def device_frames(*args):
+        for frame in software(*args):
+            assert frame.format.name == pix_fmt
+            yield frame.reformat(format=device_fmt)
+
+    monkeypatch.setattr(source, "_decode_tolerant", device_frames)
+    interpolate_blended(src, tmp_path / "hw.mkv", exp=1, codec="ffv1")
+    s_frames, _, _ = decode(src, fmt=pix_fmt)
+    soft, _, _ = decode(tmp_path / "soft.mkv", fmt=pix_fmt)
+    hw, _, info = decode(tmp_path / "hw.mkv", fmt=pix_fmt)
+    assert info["pix_fmt"] == pix_fmt and len(hw) == len(soft) == 12
+    for i, (a, b) in enumerate(zip(soft, hw)):
+        assert np.array_equal(a, b), i
+    for i, f in enumerate(s_frames):
+        assert np.array_equal(hw[2 * i], f)
+
+
+def test_hwaccel_cuda_decodes_or_says_why_not(tmp_path):
+    """NVDEC where there is one (the same frames as software decoding); elsewhere a usage error
+    before any work, naming the way out, and no output."""
+    src = make_video(tmp_path / "a.mp4", n=6)
+    soft = interpolate_blended(src, tmp_path / "soft.mkv", exp=1, codec="ffv1")
+    assert soft.hwaccel is None
+    try:
+        hw = interpolate_blended(src, tmp_path / "hw.mkv", exp=1, codec="ffv1", hwaccel="cuda")
+    except UsageError as exc:
+        assert "--hwaccel cuda: no cuda video decoder on this machine" in str(exc)
+        assert "leave --hwaccel out" in str(exc) and "\n" not in str(exc)
+        assert not (tmp_path / "hw.mkv").exists() and not no_leftovers(tmp_path)
+        return
+    assert hw.hwaccel == "cuda"
+    assert [
+        np.array_equal(a, b)
+        for a, b in zip(decode(tmp_path / "soft.mkv")[0], decode(tmp_path / "hw.mkv")[0])
+    ] == [True] * 12

@@ -11,7 +11,7 @@ import av
 import numpy as np
 from av.video.reformatter import Interpolation
 
-from ..errors import InputError
+from ..errors import InputError, UsageError
 from .images import list_images, read_image
 
 # Rate given to an image sequence, which has none of its own.
@@ -171,9 +171,47 @@ def _ffmpeg_reason(exc: Exception) -> str:
     return (getattr(exc, "strerror", None) or str(exc)).strip().splitlines()[0][:120]
 
 
-def read_frames(info: SourceInfo, warn=None, stats: dict | None = None) -> Iterator[SourceFrame]:
-    """Decode in order. A packet the decoder rejects is skipped, counted in stats["bad_packets"],
-    and warned about; the stream goes on (FFmpeg conceals what it can)."""
+# Hardware decoders `--hwaccel` can name (FFmpeg device types; NVDEC is "cuda").
+HWACCELS = ("cuda",)
+
+
+def _open_video(path: Path, hwaccel: str | None):
+    """The input container; with `hwaccel`, its video decoded on that device where FFmpeg has a
+    hardware decoder for the codec (frames come back to host memory, e.g. as NV12), in software
+    otherwise."""
+    if not hwaccel:
+        return av.open(str(path), metadata_errors="replace")
+    from av.codec.hwaccel import HWAccel
+
+    return av.open(
+        str(path),
+        metadata_errors="replace",
+        hwaccel=HWAccel(device_type=hwaccel, allow_software_fallback=True),
+    )
+
+
+def check_hwaccel(info: SourceInfo, hwaccel: str) -> bool:
+    """Before any work: the device can be opened for this input (a usage error otherwise). Returns
+    whether its video stream is decoded in hardware (False: FFmpeg has no hardware decoder for
+    this codec on that device, and software decodes it)."""
+    if hwaccel not in HWACCELS:
+        raise UsageError(f"--hwaccel {hwaccel!r}: use {' or '.join(HWACCELS)}")
+    try:
+        with _open_video(info.path, hwaccel) as c:
+            return bool(c.streams.video[0].codec_context.is_hwaccel)
+    except (av.FFmpegError, ValueError) as exc:
+        raise UsageError(
+            f"--hwaccel {hwaccel}: no {hwaccel} video decoder on this machine "
+            f"({_ffmpeg_reason(exc)}); leave --hwaccel out to decode on the CPU"
+        ) from None
+
+
+def read_frames(
+    info: SourceInfo, warn=None, stats: dict | None = None, hwaccel: str | None = None
+) -> Iterator[SourceFrame]:
+    """Decode in order (on the `hwaccel` device when given: see check_hwaccel). A packet the
+    decoder rejects is skipped, counted in stats["bad_packets"], and warned about; the stream goes
+    on (FFmpeg conceals what it can)."""
     if info.is_images:
         yield from _read_images(info)
         return
@@ -184,7 +222,7 @@ def read_frames(info: SourceInfo, warn=None, stats: dict | None = None) -> Itera
     index = 0
     last_time = None
     try:
-        with av.open(str(info.path), metadata_errors="replace") as c:
+        with _open_video(info.path, hwaccel) as c:
             s = c.streams.video[0]
             s.thread_type = "AUTO"
             tb = Fraction(s.time_base)
