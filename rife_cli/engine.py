@@ -225,9 +225,12 @@ class Interpolator:
             if f.ndim == 2:
                 f = np.repeat(f[:, :, None], 3, axis=2)
             arrs.append(f[:, :, :3])
-        x = torch.from_numpy(np.ascontiguousarray(np.stack(arrs))).to(
-            self.torch_device, non_blocking=True
-        )
+        x = torch.from_numpy(np.ascontiguousarray(np.stack(arrs)))
+        if self.torch_device.type == "cuda":
+            # From page-locked memory the copy is asynchronous: the host goes on queueing work.
+            # (PyTorch's pinned-memory cache keeps the block until the copy has finished.)
+            x = x.pin_memory()
+        x = x.to(self.torch_device, non_blocking=True)
         dtype = arrs[0].dtype
         x = x.permute(0, 3, 1, 2)
         if dtype == np.uint8:
@@ -244,12 +247,33 @@ class Interpolator:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
+    def to_pair_tensors(
+        self, firsts: Sequence[np.ndarray], seconds: Sequence[np.ndarray]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first and second frames of pairs as two batches (to_tensor), each distinct frame
+        converted and moved to the device once: consecutive pairs share a frame."""
+        rows: dict[int, int] = {}
+        frames: list[np.ndarray] = []
+        for f in (*firsts, *seconds):
+            if id(f) not in rows:
+                rows[id(f)] = len(frames)
+                frames.append(f)
+        x = self.to_tensor(frames)
+        return _rows(x, [rows[id(f)] for f in firsts]), _rows(x, [rows[id(f)] for f in seconds])
+
     @staticmethod
     def to_arrays(
-        x: torch.Tensor, h: int, w: int, dtype=np.uint8, rounding: str = "nearest"
+        x: torch.Tensor | Sequence[torch.Tensor],
+        h: int,
+        w: int,
+        dtype=np.uint8,
+        rounding: str = "nearest",
     ) -> list[np.ndarray]:
         """Crop the padding and quantise integer types: to the nearest level (default) or truncating
-        like the reference ("truncate"). Float frames pass unclipped, as the reference writes EXR."""
+        like the reference ("truncate"). Float frames pass unclipped, as the reference writes EXR.
+        Several tensors (make's frames) come back in one transfer."""
+        if not isinstance(x, torch.Tensor):
+            x = torch.cat(list(x))
         x = x[:, :, :h, :w].float()
         if dtype in (np.uint8, np.uint16):
             top = 255.0 if dtype == np.uint8 else 65535.0
@@ -385,7 +409,7 @@ class Interpolator:
         h, w = frame0.shape[:2]
         x = self.to_tensor([frame0, frame1])
         out = self.make(x[0:1], x[1:2], [Request(0, t) for t in ts])
-        return [self.to_arrays(o, h, w, frame0.dtype)[0] for o in out]
+        return self.to_arrays(out, h, w, frame0.dtype)
 
     def timestep_for_ratio(self, ratio: float) -> Fraction:
         """The timestep a ratio is made at: itself for v4.0, the bisection's end for v3.x."""
@@ -398,6 +422,14 @@ class Interpolator:
     @property
     def description(self) -> str:
         return f"{self.source.label} ({self.family}) on {self.torch_device} {self.precision}"
+
+
+def _rows(x: torch.Tensor, idx: Sequence[int]) -> torch.Tensor:
+    """x[idx] along the batch dimension: a view for a run of consecutive rows (the usual case),
+    else a copy; either way in x's memory format."""
+    if list(idx) == list(range(idx[0], idx[0] + len(idx))):
+        return x[idx[0] : idx[0] + len(idx)]
+    return torch.cat([x[i : i + 1] for i in idx])
 
 
 def _serial_map(fn: Callable, items: Sequence) -> list:

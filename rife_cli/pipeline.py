@@ -275,13 +275,14 @@ class _Run:
         made: dict[tuple[int, Fraction], np.ndarray] = {}
         if need:
             h, w = batch[0][0].image.shape[:2]
-            a = self.engine.to_tensor([batch[i][0].image for i in need])
-            b = self.engine.to_tensor([batch[i][1].image for i in need])
+            a, b = self.engine.to_pair_tensors(
+                [batch[i][0].image for i in need], [batch[i][1].image for i in need]
+            )
             reqs = [Request(j, s.t) for j, i in enumerate(need) for s in batch[i][2] if s.t]
             outs = self.engine.make(a, b, reqs)
-            dtype = batch[0][0].image.dtype
-            for r, o in zip(reqs, outs):
-                made[(need[r.pair], r.t)] = self.engine.to_arrays(o, h, w, dtype)[0]
+            arrays = self.engine.to_arrays(outs, h, w, batch[0][0].image.dtype)
+            for r, arr in zip(reqs, arrays):
+                made[(need[r.pair], r.t)] = arr
         for i, (p, n, slots, cut) in enumerate(batch):
             for s in slots:
                 if s.t == 0 or (cut and s.t <= Fraction(1, 2)):

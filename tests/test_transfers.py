@@ -1,0 +1,63 @@
+"""Frames to the device once per batch and back in one transfer."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from clips import blend_engine, interpolate_blended, make_video
+
+from rife_cli.engine import Request
+
+
+def frames(n, h=40, w=56):
+    rng = np.random.default_rng(3)
+    return [(rng.random((h, w, 3)) * 255).astype(np.uint8) for _ in range(n)]
+
+
+def test_pair_tensors_convert_each_frame_once(monkeypatch):
+    eng = blend_engine()
+    f = frames(5)
+    converted = []
+    to_tensor = eng.to_tensor
+    monkeypatch.setattr(eng, "to_tensor", lambda fs: converted.append(len(fs)) or to_tensor(fs))
+    # Consecutive pairs (views of one upload), then pairs with gaps and a repeat (copied rows).
+    for firsts, seconds, uploads in (
+        ([f[0], f[1], f[2]], [f[1], f[2], f[3]], 4),
+        ([f[0], f[2], f[3]], [f[1], f[3], f[4]], 5),
+        ([f[4], f[0]], [f[0], f[4]], 2),
+    ):
+        converted.clear()
+        a, b = eng.to_pair_tensors(firsts, seconds)
+        assert converted == [uploads]
+        for got, want in ((a, firsts), (b, seconds)):
+            assert got.shape[0] == len(want)
+            assert got.is_contiguous(memory_format=torch.channels_last)
+            assert torch.equal(got, to_tensor(want))
+
+
+def test_outputs_come_back_together_and_in_order():
+    eng = blend_engine()
+    f = frames(3)
+    a, b = eng.to_pair_tensors(f[:2], f[1:])
+    reqs = [Request(0, t) for t in (0.25, 0.5)] + [Request(1, 0.75)]
+    outs = eng.make(a, b, reqs)
+    together = eng.to_arrays(outs, 40, 56)
+    assert [x.shape for x in together] == [(40, 56, 3)] * 3
+    for o, arr in zip(outs, together):
+        assert np.array_equal(eng.to_arrays(o, 40, 56)[0], arr)
+    mid = (f[0].astype(float) * 0.75 + f[1].astype(float) * 0.25).round()
+    assert np.abs(together[0].astype(float) - mid).max() <= 1
+
+
+def test_pipeline_uploads_each_source_frame_once_per_batch(tmp_path, monkeypatch):
+    from rife_cli.engine import Interpolator
+
+    src = make_video(tmp_path / "a.mkv", n=7, codec="ffv1")
+    sizes = []
+    to_tensor = Interpolator.to_tensor
+    monkeypatch.setattr(
+        Interpolator, "to_tensor", lambda self, fs: sizes.append(len(fs)) or to_tensor(self, fs)
+    )
+    interpolate_blended(src, tmp_path / "o.mkv", exp=1, codec="ffv1", scene_threshold=0)
+    # Six pairs in batches of two: three frames a batch, not four.
+    assert sizes == [3, 3, 3]
