@@ -39,6 +39,12 @@ class BenchResult:
     baseline_e2e_fps: float
     peak_rss_mib: float
     peak_gpu_mib: float | None
+    pad_channels: int = 0  # v3.x inner channels zero-padded to a multiple of this (0: not)
+
+    @property
+    def label(self) -> str:
+        """The model, with its channel padding when there is one."""
+        return f"{self.model} pad {self.pad_channels}" if self.pad_channels else self.model
 
     @property
     def model_ratio(self) -> float:
@@ -228,6 +234,7 @@ def run_bench(
     rounds: int = 2,
     scale: float = 1.0,
     offline: bool = False,
+    pad_channels: int = 0,
     log=print,
 ) -> BenchResult:
     from .engine import Interpolator
@@ -242,6 +249,7 @@ def run_bench(
         compile=compile,
         scale=scale,
         offline=offline,
+        pad_channels=pad_channels,
     )
     imgs = synthetic_frames(w, h, frames)
     if ours.torch_device.type == "cuda":
@@ -301,4 +309,5 @@ def run_bench(
         baseline_e2e_fps=float(np.median(e_base)),
         peak_rss_mib=rss,
         peak_gpu_mib=gpu,
+        pad_channels=pad_channels,
     )

@@ -512,10 +512,16 @@ def _prefault_for_cpu_run(first: Path, device: str) -> None:
 @click.option(
     "--rounds", type=int, default=2, show_default=True, help="Alternating rounds; medians reported."
 )
+@click.option(
+    "--pad-channels",
+    type=click.IntRange(0, 64),
+    default=0,
+    help="Zero-pad v3.x inner channels (90/45) to a multiple of N, e.g. 8 for GPU tensor cores.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 @model_options
 @reported
-def bench(sizes, batch_size, frames, rounds, as_json, **model_opts):
+def bench(sizes, batch_size, frames, rounds, pad_channels, as_json, **model_opts):
     """Measure model-only pairs/s and end-to-end fps against a reference-like fp32 baseline.
 
     The baseline (fp32, NCHW, one pair per forward, decode/infer/encode in one loop) runs in a
@@ -544,6 +550,7 @@ def bench(sizes, batch_size, frames, rounds, as_json, **model_opts):
             rounds=rounds,
             scale=flow_scale(model_opts["scale"], model_opts["uhd"]),
             offline=model_opts["offline"],
+            pad_channels=pad_channels,
             log=lambda m: notice(m) if not as_json else None,
         )
         results.append(r)
@@ -555,7 +562,7 @@ def bench(sizes, batch_size, frames, rounds, as_json, **model_opts):
     click.echo(f"machine: {machine()}")
     for r in results:
         click.echo(
-            f"{r.size} {r.model} {r.device} {r.precision} batch {r.batch_size}"
+            f"{r.size} {r.label} {r.device} {r.precision} batch {r.batch_size}"
             f"{' compiled' if r.compile else ''}: model {r.pairs_per_s:.3f} pairs/s "
             f"(baseline {r.baseline_pairs_per_s:.3f}, {r.model_ratio:.2f}x); end-to-end "
             f"{r.e2e_fps:.3f} fps (baseline {r.baseline_e2e_fps:.3f}, {r.e2e_ratio:.2f}x); "

@@ -22,7 +22,7 @@ from . import hostmem
 from .cpus import default_lanes, usable_cores
 from .errors import ModelError, ResourceError, UsageError
 from .lanes import Lanes
-from .models import winograd
+from .models import padding, winograd
 from .models.loading import ModelSource, load_network, resolve, resolve_default
 from .models.registry import TIMESTEP_MODEL
 
@@ -134,6 +134,9 @@ class Interpolator:
     # CPU lanes (rife_cli.lanes): 0 = one per usable core up to cpus.MAX_LANES; 1 = none (one forward
     # on all cores, as the benchmark baseline runs). Not with torch.compile or on CUDA.
     lanes: int = 0
+    # Zero-pad v3.x inner channels (90/45) to a multiple of this, for GPU tensor cores (0: off;
+    # rife_cli.models.padding). A benchmark option until measured on a GPU.
+    pad_channels: int = 0
     source: ModelSource = field(init=False)
 
     def __post_init__(self):
@@ -155,6 +158,10 @@ class Interpolator:
             self.source = resolve(self.model, self.offline, self.notice)
             net = load_network(self.source.path)
         self.family: str = net.family
+        if self.pad_channels:
+            if self.family != "v3":
+                raise UsageError("--pad-channels is for the v3.x models (90/45 channels)")
+            net = padding.pad_channels(net, self.pad_channels)
         # Channels-last lets oneDNN / cuDNN pick their fast convolution paths: measured 1.3-1.45x on
         # this project's 2-core CPU in fp32 at 720p (scripts/bench.py), results within float noise.
         self.channels_last = self.memory_format == "channels_last"

@@ -27,6 +27,7 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--pad-channels", type=int, default=0)
     args = ap.parse_args()
     sizes = args.size or ["1280x720"]
     rows = []
@@ -42,6 +43,7 @@ def main() -> int:
             args.frames,
             rounds=args.rounds,
             scale=args.scale,
+            pad_channels=args.pad_channels,
             log=lambda m: print(m, file=sys.stderr),
         )
         rows.append(r)
@@ -55,7 +57,7 @@ def main() -> int:
     for r in rows:
         gpu = f"{r.peak_gpu_mib:.0f}" if r.peak_gpu_mib is not None else "-"
         print(
-            f"| {r.size} | {r.model} | {r.device} | {r.precision} | {r.batch_size} | {'yes' if r.compile else 'no'} "
+            f"| {r.size} | {r.label} | {r.device} | {r.precision} | {r.batch_size} | {'yes' if r.compile else 'no'} "
             f"| {r.pairs_per_s:.3f} ({r.baseline_pairs_per_s:.3f}) | {r.model_ratio:.2f}x "
             f"| {r.e2e_fps:.3f} ({r.baseline_e2e_fps:.3f}) | {r.e2e_ratio:.2f}x | {r.peak_rss_mib:.0f} | {gpu} |"
         )
