@@ -162,8 +162,10 @@ class _Run:
         warn,
         stop=None,
         journal=None,
+        hwaccel=None,
     ):
-        """With a journal, the run goes on after its finished segments and closes new ones."""
+        """With a journal, the run goes on after its finished segments and closes new ones. With
+        hwaccel, the video is decoded on that device (see check_hwaccel)."""
         self.info, self.target, self.engine, self.opts = info, target, engine, opts
         self.png, self.progress, self.warn = png, progress, warn
         self.cancel = threading.Event()
@@ -179,13 +181,12 @@ class _Run:
             self.clock = SegmentClock(opts.segment_frames, opts.segment_seconds)
         self.stopped = False
         self.stats: dict = {"bad_packets": 0}
-        self.hwaccel: str | None = None  # set when the video decodes on a device
+        self.hwaccel: str | None = hwaccel
 
     # ----- reader
     def read(self, q: ByteQueue) -> None:
         try:
-            frames = read_frames(self.info, self.warn, self.stats, self.hwaccel)
-            for frame in frames:
+            for frame in read_frames(self.info, self.warn, self.stats, self.hwaccel):
                 if frame.index < self.skip_until:
                     q.put(_Skipped(frame.index, frame.time), 0)
                     continue
@@ -411,8 +412,9 @@ def interpolate_video(
         sink, journal = ImageSink(part, info.bits), None
     else:
         sink, journal = _open_segments(inp, out, info, target, engine, opts, enc, warn)
-    run = _Run(info, target, engine, opts, png, progress, warn, stop=stop, journal=journal)
-    run.hwaccel = hwaccel
+    run = _Run(
+        info, target, engine, opts, png, progress, warn, stop=stop, journal=journal, hwaccel=hwaccel
+    )
     src_q = ByteQueue(opts.queue_bytes, run.cancel)
     out_q = ByteQueue(opts.queue_bytes, run.cancel)
     reader = Worker("reader", lambda: run.read(src_q), run.cancel)
