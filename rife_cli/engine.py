@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -179,6 +180,8 @@ class Interpolator:
             else self.net
         )
         self.fp32_fallbacks = 0  # pairs redone in fp32 because half precision gave NaN/Inf
+        self._count_lock = threading.Lock()  # make() may run in two threads (concurrent_batches)
+        self._thread = threading.local()  # each calling thread's CUDA stream
         self.pad_to = max(net.pad_base, int(net.pad_base / self.scale))
         self._lanes: Lanes | None = None
         if self.torch_device.type == "cpu":
@@ -217,6 +220,27 @@ class Interpolator:
                     f"(t = k/2^n) and cannot make t = {t}; use --model v4.0"
                 )
 
+    @property
+    def concurrent_batches(self) -> int:
+        """How many batches a caller may have in make() at once, from as many threads: two where
+        a second one keeps the hardware busy while the first one's frames come and go (CPU lanes
+        then take the next batch's pairs instead of waiting at the end of a batch; on CUDA each
+        thread's work goes to a stream of its own, see `stream`), one under torch.compile."""
+        if self.compile or (self._lanes is None and self.torch_device.type != "cuda"):
+            return 1
+        return 2
+
+    def stream(self):
+        """Context for a calling thread's whole batch (upload, make, download): on CUDA a stream
+        of that thread's own, so that two threads' batches overlap transfers with compute; all
+        of a batch's tensors live on it. Nothing on the CPU."""
+        if self.torch_device.type != "cuda":
+            return contextlib.nullcontext()
+        s = getattr(self._thread, "stream", None)
+        if s is None:
+            s = self._thread.stream = torch.cuda.Stream(self.torch_device)
+        return torch.cuda.stream(s)
+
     def close(self) -> None:
         """Stop the CPU lanes' threads (also done when the Interpolator is garbage-collected). The
         Interpolator stays usable: they start again when next needed."""
@@ -229,9 +253,10 @@ class Interpolator:
             # single forwards: 0.33 vs 0.38 pairs/s at 720p on 2 cores.)
             return self.lanes
         free, _ = torch.cuda.mem_get_info(self.torch_device)
-        # A conservative budget of 2 GiB of free memory per pair (not yet measured on a GPU: the
-        # largest v3.6 activations at 1080p in fp16 add up to a few hundred MiB).
-        return int(max(1, min(16, free // (2 << 30))))
+        # A conservative budget of 2 GiB of free memory per pair, for each of the batches in
+        # flight (not yet measured on a GPU: the largest v3.6 activations at 1080p in fp16 add up
+        # to a few hundred MiB).
+        return int(max(1, min(16, free // (2 << 30) // self.concurrent_batches)))
 
     # ----- tensors in and out
     def to_tensor(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
@@ -353,7 +378,8 @@ class Interpolator:
                     redo = self._run_net(a[idx], b[idx], t[idx], autocast=False)
                     with torch.inference_mode():
                         out = out.index_copy(0, idx, redo)
-                    self.fp32_fallbacks += int(idx.numel())
+                    with self._count_lock:
+                        self.fp32_fallbacks += int(idx.numel())
         except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
             if not isinstance(exc, (torch.OutOfMemoryError, MemoryError)) and "alloc" not in str(
                 exc

@@ -5,12 +5,15 @@ Knows frames, timestamps and the plan of which (pair, t) to make; reports progre
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import threading
 import time as clock
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -182,6 +185,8 @@ class _Run:
         self.stopped = False
         self.stats: dict = {"bad_packets": 0}
         self.hwaccel: str | None = hwaccel
+        self.pool: ThreadPoolExecutor | None = None  # batch workers, when the engine takes two
+        self.pending: deque[tuple[list, Future]] = deque()  # batches in their hands, oldest first
 
     # ----- reader
     def read(self, q: ByteQueue) -> None:
@@ -228,6 +233,7 @@ class _Run:
                     and self.clock.full()
                 ):
                     self.flush(batch, out_q)
+                    self.drain(out_q)
                     batch = []
                     out_q.put(SegmentCut(prev.index, self.segment_cuts))
                     self.segment_cuts = 0
@@ -251,6 +257,7 @@ class _Run:
                 raise InputError(f"{self.info.path}: has fewer frames than the journal recorded")
             raise InputError(f"{self.info.path}: no frames could be decoded")
         self.flush(batch, out_q)
+        self.drain(out_q)
         end = None
         if end_hold:
             dur = prev.duration or 1 / self.info.rate
@@ -268,13 +275,47 @@ class _Run:
             self.progress(self.frames_out)
 
     def flush(self, batch, q: ByteQueue) -> None:
+        """Make a batch's frames and emit them in order. Where the engine takes two batches at
+        once, this one is handed to a worker and the one before it emitted when done, so that the
+        engine starts on this batch while the previous one's frames are finished and queued."""
+        depth = getattr(self.engine, "concurrent_batches", 1)
+        if depth < 2:
+            self.emit_batch(batch, self.make(batch), q)
+            return
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(depth, thread_name_prefix="rife-batch")
+        self.pending.append((batch, self.pool.submit(self.make, batch)))
+        while len(self.pending) >= depth:
+            self.emit_oldest(q)
+
+    def drain(self, q: ByteQueue) -> None:
+        """Emit every batch still in the workers' hands (before a segment closes, and at the end)."""
+        while self.pending:
+            self.emit_oldest(q)
+
+    def emit_oldest(self, q: ByteQueue) -> None:
+        batch, made = self.pending.popleft()
+        self.emit_batch(batch, made.result(), q)
+
+    def close(self) -> None:
+        """Wait for the batch workers, if any, and stop them."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+    def make(self, batch) -> dict[tuple[int, Fraction], np.ndarray]:
+        """The made frames of a batch, by (pair in batch, t): uploaded, made and downloaded in the
+        calling thread (on CUDA on its own stream)."""
         from .engine import Request
 
         need = [
             i for i, (_, _, slots, cut) in enumerate(batch) if not cut and any(s.t for s in slots)
         ]
         made: dict[tuple[int, Fraction], np.ndarray] = {}
-        if need:
+        if not need:
+            return made
+        stream = getattr(self.engine, "stream", contextlib.nullcontext)
+        with stream():
             h, w = batch[0][0].image.shape[:2]
             a, b = self.engine.to_pair_tensors(
                 [batch[i][0].image for i in need], [batch[i][1].image for i in need]
@@ -282,8 +323,11 @@ class _Run:
             reqs = [Request(j, s.t) for j, i in enumerate(need) for s in batch[i][2] if s.t]
             outs = self.engine.make(a, b, reqs)
             arrays = self.engine.to_arrays(outs, h, w, batch[0][0].image.dtype)
-            for r, arr in zip(reqs, arrays):
-                made[(need[r.pair], r.t)] = arr
+        for r, arr in zip(reqs, arrays):
+            made[(need[r.pair], r.t)] = arr
+        return made
+
+    def emit_batch(self, batch, made: dict[tuple[int, Fraction], np.ndarray], q: ByteQueue):
         for i, (p, n, slots, cut) in enumerate(batch):
             for s in slots:
                 if s.t == 0 or (cut and s.t <= Fraction(1, 2)):
@@ -435,6 +479,7 @@ def interpolate_video(
             run.cancel.set()
             raise
         finally:
+            run.close()
             _join(reader, writer)
         writer.check()
         if run.stopped:

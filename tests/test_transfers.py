@@ -96,3 +96,63 @@ def test_graph_replays_do_not_overwrite_made_frames(monkeypatch):
     for t, got in zip((0.25, 0.5, 0.75), made):
         want = (f[0].astype(float) * (1 - t) + f[1].astype(float) * t).round()
         assert np.abs(got.astype(float) - want).max() <= 1, t
+
+
+def test_pipeline_keeps_two_batches_in_flight_in_order(tmp_path, monkeypatch):
+    """The next batch is made while the one before it is finished and queued; frames come out
+    the same and in order as with one batch at a time, and no worker outlives the run."""
+    import threading
+    import time
+
+    from clips import decode
+
+    from rife_cli.engine import Interpolator
+    from rife_cli.pipeline import interpolate_video
+
+    src = make_video(tmp_path / "a.mkv", n=9, codec="ffv1")
+    active, most = [0], [0]
+    lock = threading.Lock()
+    make = Interpolator.make
+
+    def slow_make(self, *args):
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.05)  # long enough for the next batch to arrive meanwhile
+        try:
+            return make(self, *args)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(Interpolator, "make", slow_make)
+    runs = {}
+    for depth in (2, 1):
+        monkeypatch.setattr(Interpolator, "concurrent_batches", property(lambda self, d=depth: d))
+        most[0] = 0
+        engine = blend_engine()
+        interpolate_video(
+            src,
+            tmp_path / f"o{depth}.mkv",
+            engine_factory=lambda need, e=engine: e,
+            exp=2,
+            codec="ffv1",
+        )
+        runs[depth] = (most[0], decode(tmp_path / f"o{depth}.mkv")[0])
+        assert not [t for t in threading.enumerate() if t.name.startswith("rife-batch")]
+    assert runs[2][0] == 2 and runs[1][0] == 1
+    assert len(runs[2][1]) == len(runs[1][1]) == 36
+    assert all(np.array_equal(a, b) for a, b in zip(runs[2][1], runs[1][1]))
+
+
+def test_two_batches_only_where_they_help():
+    from clips import BlendNet
+
+    from rife_cli.engine import Interpolator
+
+    def engine(**kw):
+        return Interpolator(device="cpu", precision="fp32", network=BlendNet(), **kw)
+
+    assert engine(lanes=2).concurrent_batches == 2  # lanes take the next batch's pairs
+    assert engine(lanes=1).concurrent_batches == 1  # one forward on all cores: nothing to gain
+    assert engine(lanes=2, compile=True).concurrent_batches == 1  # compiled: one caller
