@@ -19,7 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import hostmem
+from . import colour, hostmem
+from .colour import Yuv420
 from .cpus import default_lanes, usable_cores
 from .errors import ModelError, ResourceError, UsageError
 from .lanes import Lanes
@@ -259,8 +260,36 @@ class Interpolator:
         return int(max(1, min(16, free // (2 << 30) // self.concurrent_batches)))
 
     # ----- tensors in and out
-    def to_tensor(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
-        """Stack BGR frames into an N x 3 x Hp x Wp float32 batch on the device, zero-padded."""
+    @property
+    def device_colour(self) -> bool:
+        """Whether video pictures should come as YUV planes, converted to BGR on the device
+        (rife_cli.colour): on CUDA, where the host's conversion would limit the pipeline."""
+        return self.torch_device.type == "cuda"
+
+    def to_tensor(self, frames: Sequence[np.ndarray | Yuv420]) -> torch.Tensor:
+        """Stack BGR frames (or YUV 4:2:0 pictures, converted on the device) into an
+        N x 3 x Hp x Wp float32 batch on the device, zero-padded."""
+        if all(isinstance(f, np.ndarray) for f in frames):
+            x = self._bgr_to_device(frames)
+        else:
+            x = torch.cat(
+                [
+                    self._bgr_to_device([f])
+                    if isinstance(f, np.ndarray)
+                    else colour.yuv420_to_bgr(f, self.torch_device)
+                    for f in frames
+                ]
+            )
+        h, w = x.shape[2:]
+        ph = (self.pad_to - h % self.pad_to) % self.pad_to
+        pw = (self.pad_to - w % self.pad_to) % self.pad_to
+        x = F.pad(x, (0, pw, 0, ph))
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _bgr_to_device(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
+        """N x 3 x H x W float32 in [0, 1] on the device from BGR (or gray, or BGRA) arrays."""
         arrs = []
         for f in frames:
             if f.ndim == 2:
@@ -275,18 +304,10 @@ class Interpolator:
         dtype = arrs[0].dtype
         x = x.permute(0, 3, 1, 2)
         if dtype == np.uint8:
-            x = x.float() / 255.0
-        elif dtype == np.uint16:
-            x = x.float() / 65535.0
-        else:
-            x = x.float()
-        h, w = x.shape[2:]
-        ph = (self.pad_to - h % self.pad_to) % self.pad_to
-        pw = (self.pad_to - w % self.pad_to) % self.pad_to
-        x = F.pad(x, (0, pw, 0, ph))
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
+            return x.float() / 255.0
+        if dtype == np.uint16:
+            return x.float() / 65535.0
+        return x.float()
 
     def to_pair_tensors(
         self, firsts: Sequence[np.ndarray], seconds: Sequence[np.ndarray]

@@ -191,13 +191,20 @@ class _Run:
     # ----- reader
     def read(self, q: ByteQueue) -> None:
         try:
-            for frame in read_frames(self.info, self.warn, self.stats, self.hwaccel):
+            # YUV planes for the device to convert where it wants them and nothing needs the
+            # BGR picture on the host (PNG output, --montage).
+            planes = (
+                getattr(self.engine, "device_colour", False)
+                and not self.png
+                and not self.opts.montage
+            )
+            for frame in read_frames(self.info, self.warn, self.stats, self.hwaccel, planes):
                 if frame.index < self.skip_until:
                     q.put(_Skipped(frame.index, frame.time), 0)
                     continue
-                if self.opts.scene_threshold > 0:
+                if self.opts.scene_threshold > 0 and frame.thumb is None:
                     frame.thumb = scenes.thumbnail(frame.image)
-                q.put(frame, frame.image.nbytes * (2 if frame.original is not None else 1))
+                q.put(frame, frame.nbytes * (2 if frame.original is not None else 1))
         finally:
             q.put(DONE)
 
@@ -212,7 +219,7 @@ class _Run:
             if self.png:
                 sink.write(index, image, None)
             else:
-                sink.write(index, as_bgr(image), original)
+                sink.write(index, None if image is None else as_bgr(image), original)
 
     # ----- inference
     def infer(self, src_q: ByteQueue, out_q: ByteQueue, end_hold: bool) -> None:
@@ -266,8 +273,11 @@ class _Run:
             self.emit(out_q, slot.index, prev.image, prev.original)
         out_q.put(SegmentCut(prev.index + 1, self.segment_cuts))
 
-    def emit(self, q: ByteQueue, index: int, image: np.ndarray, original) -> None:
-        q.put((index, image, original), image.nbytes)
+    def emit(self, q: ByteQueue, index: int, image: np.ndarray | None, original) -> None:
+        """Output frame `index`: a made BGR image, or a source frame (its decoded picture, and
+        its BGR image where there is one)."""
+        size = image.nbytes if image is not None else sum(p.buffer_size for p in original.planes)
+        q.put((index, image, original), size)
         self.frames_out += 1
         if self.clock is not None:
             self.clock.count += 1
@@ -315,14 +325,15 @@ class _Run:
         if not need:
             return made
         stream = getattr(self.engine, "stream", contextlib.nullcontext)
+        first = batch[0][0]
+        dtype = first.image.dtype if first.image is not None else np.uint8
         with stream():
-            h, w = batch[0][0].image.shape[:2]
             a, b = self.engine.to_pair_tensors(
-                [batch[i][0].image for i in need], [batch[i][1].image for i in need]
+                [batch[i][0].picture for i in need], [batch[i][1].picture for i in need]
             )
             reqs = [Request(j, s.t) for j, i in enumerate(need) for s in batch[i][2] if s.t]
             outs = self.engine.make(a, b, reqs)
-            arrays = self.engine.to_arrays(outs, h, w, batch[0][0].image.dtype)
+            arrays = self.engine.to_arrays(outs, self.info.height, self.info.width, dtype)
         for r, arr in zip(reqs, arrays):
             made[(need[r.pair], r.t)] = arr
         return made
@@ -340,6 +351,8 @@ class _Run:
     def finish(self, color: np.ndarray, p: SourceFrame, n: SourceFrame, t: Fraction) -> np.ndarray:
         """Back to the source's layout (gray, alpha) and, for --montage, the original on the left."""
         img = p.image
+        if img is None:  # YUV planes: colour only, no montage
+            return color
         if img.ndim == 2 or img.shape[2] == 4:
             alpha = blend_alpha(img[:, :, 3], n.image[:, :, 3], float(t)) if img.ndim == 3 else None
             color = merge(color, alpha, img.ndim == 2)
