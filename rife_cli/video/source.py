@@ -1,4 +1,5 @@
-"""Reading a video (PyAV) or an image directory as timed BGR frames; probing what it holds."""
+"""Reading a video (PyAV) or an image directory as timed frames (BGR, or YUV planes for the device to
+convert); probing what it holds."""
 
 from __future__ import annotations
 
