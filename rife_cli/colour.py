@@ -4,9 +4,9 @@ On a GPU the host's exact conversion (swscale with accurate rounding and full ch
 interpolation) is what limits the pipeline: measured on the project's CPU at 1920x1080, 16 ms a
 frame in the reader thread, which then delivers about 50 source frames/s. Uploading the 8-bit
 planes instead (half the bytes of BGR) and converting where the network runs takes that off the
-host. The arithmetic is the standard one (ITU-R BT.601/709/2020 matrices, limited or full range)
-with the chroma planes upsampled bilinearly; values are rounded to 8-bit levels as a decoded
-BGR frame would be. Pass-through frames never go through here: they are encoded from the decoded
+host. The arithmetic is swscale's: ITU-R BT.601/709/2020 matrices, limited or full range, the
+chroma planes upsampled by its cubic filter at the stream's chroma siting; values are rounded to
+8-bit levels as a decoded BGR frame would be. Pass-through frames never go through here: they are encoded from the decoded
 picture itself.
 """
 
@@ -76,28 +76,21 @@ def _filter(p: torch.Tensor, start: int, n: int, weights: list[float]) -> torch.
     return sum(w * p[..., start + i : start + i + n] for i, w in enumerate(weights))
 
 
-def _double_centred(x: torch.Tensor) -> torch.Tensor:
-    """Twice the samples along the last axis, for samples midway between the outputs': output 2j
-    sits 3/4 past sample j - 1, output 2j + 1 a quarter past sample j."""
+def _double(x: torch.Tensor, cosited: bool) -> torch.Tensor:
+    """Twice the samples along the last axis. Co-sited: samples on the even outputs, the odd ones
+    halfway between. Centred: samples midway between outputs, so output 2j sits 3/4 past sample
+    j - 1 and output 2j + 1 a quarter past sample j."""
     import torch.nn.functional as F
 
     n = x.shape[-1]
     p = F.pad(x[None], (2, 2, 0, 0), mode="replicate")[0]
     out = x.new_empty(*x.shape[:-1], 2 * n)
-    out[..., 0::2] = _filter(p, 0, n, _taps(0.75))
-    out[..., 1::2] = _filter(p, 1, n, _taps(0.25))
-    return out
-
-
-def _double_cosited(x: torch.Tensor) -> torch.Tensor:
-    """Twice the samples along the last axis, for samples on the even outputs."""
-    import torch.nn.functional as F
-
-    n = x.shape[-1]
-    p = F.pad(x[None], (2, 2, 0, 0), mode="replicate")[0]
-    out = x.new_empty(*x.shape[:-1], 2 * n)
-    out[..., 0::2] = x
-    out[..., 1::2] = _filter(p, 1, n, _taps(0.5))
+    if cosited:
+        out[..., 0::2] = x
+        out[..., 1::2] = _filter(p, 1, n, _taps(0.5))
+    else:
+        out[..., 0::2] = _filter(p, 0, n, _taps(0.75))
+        out[..., 1::2] = _filter(p, 1, n, _taps(0.25))
     return out
 
 
@@ -106,19 +99,16 @@ def upsample_chroma(uv: torch.Tensor, cosited: bool) -> torch.Tensor:
     Cubic (Keys, a = -0.6) both ways, edges repeated: what swscale's exact conversion computes
     (decoded 720p and 1080p H.264 and a decoded FFV1 photo: 0.000-0.005 code values apart on
     average, at most 1 but for a few saturated pixels)."""
-    cols = (_double_cosited if cosited else _double_centred)(uv)
-    return _double_centred(cols.transpose(-1, -2)).transpose(-1, -2)
+    cols = _double(uv, cosited)
+    return _double(cols.transpose(-1, -2), cosited=False).transpose(-1, -2)
 
 
-def yuv420_to_bgr(pic: Yuv420, device: torch.device) -> torch.Tensor:
-    """[1, 3, h, w] float BGR in [0, 1], rounded to 8-bit levels, on `device`."""
+def yuv420_to_bgr(pic: Yuv420, data: torch.Tensor) -> torch.Tensor:
+    """[1, 3, h, w] float BGR in [0, 1], rounded to 8-bit levels, from `data`: pic.data as a
+    tensor on the device that is to convert it."""
     import torch
 
     h, w = pic.height, pic.width
-    data = torch.from_numpy(pic.data)
-    if device.type == "cuda":
-        data = data.pin_memory()
-    data = data.to(device, non_blocking=True)
     y = data[:h].float()
     ch, cw = h // 2, w // 2
     if pic.interleaved:
@@ -149,6 +139,6 @@ def chroma_cosited(pic: Yuv420, host_bgr: np.ndarray) -> bool:
     errors = []
     for cosited in (True, False):
         trial = Yuv420(**{**pic.__dict__, "cosited": cosited})
-        got = yuv420_to_bgr(trial, torch.device("cpu"))[0].permute(1, 2, 0).numpy() * 255.0
+        got = yuv420_to_bgr(trial, torch.from_numpy(pic.data))[0].permute(1, 2, 0).numpy() * 255
         errors.append(float(np.abs(got - host_bgr).mean()))
     return errors[0] <= errors[1]

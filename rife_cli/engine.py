@@ -276,7 +276,7 @@ class Interpolator:
                 [
                     self._bgr_to_device([f])
                     if isinstance(f, np.ndarray)
-                    else colour.yuv420_to_bgr(f, self.torch_device)
+                    else colour.yuv420_to_bgr(f, self._upload(f.data))
                     for f in frames
                 ]
             )
@@ -288,6 +288,15 @@ class Interpolator:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
+    def _upload(self, array: np.ndarray) -> torch.Tensor:
+        """A host array as a tensor on the device (the same tensor on the CPU)."""
+        x = torch.from_numpy(np.ascontiguousarray(array))
+        if self.torch_device.type == "cuda":
+            # From page-locked memory the copy is asynchronous: the host goes on queueing work.
+            # (PyTorch's pinned-memory cache keeps the block until the copy has finished.)
+            x = x.pin_memory()
+        return x.to(self.torch_device, non_blocking=True)
+
     def _bgr_to_device(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
         """N x 3 x H x W float32 in [0, 1] on the device from BGR (or gray, or BGRA) arrays."""
         arrs = []
@@ -295,12 +304,7 @@ class Interpolator:
             if f.ndim == 2:
                 f = np.repeat(f[:, :, None], 3, axis=2)
             arrs.append(f[:, :, :3])
-        x = torch.from_numpy(np.ascontiguousarray(np.stack(arrs)))
-        if self.torch_device.type == "cuda":
-            # From page-locked memory the copy is asynchronous: the host goes on queueing work.
-            # (PyTorch's pinned-memory cache keeps the block until the copy has finished.)
-            x = x.pin_memory()
-        x = x.to(self.torch_device, non_blocking=True)
+        x = self._upload(np.stack(arrs))
         dtype = arrs[0].dtype
         x = x.permute(0, 3, 1, 2)
         if dtype == np.uint8:
