@@ -175,6 +175,7 @@ class _Run:
         done = journal.segments if journal is not None else []
         self.skip_until = journal.next_src if journal is not None else 0
         self.frames_in = 0
+        self.video_start = Fraction(0)  # source time of the first frame: the output's 0
         self.frames_out = sum(seg.n_out for seg in done)
         self.cuts = sum(seg.cuts for seg in done)
         self.segment_cuts = 0
@@ -230,6 +231,7 @@ class _Run:
             self.frames_in += 1
             if plan is None:
                 plan = Plan(self.target.rate, frame.time)
+                self.video_start = frame.time
             if isinstance(frame, _Skipped):
                 continue  # inside a segment finished by an earlier run
             if prev is not None:
@@ -512,10 +514,13 @@ def interpolate_video(
         else:
             from .video.mux import mux
 
-            keep = not opts.slowmo and (info.has_audio or info.has_subtitles)
+            from .video.mux import Keep
+
+            tracks = not opts.slowmo and not info.is_images
             if opts.slowmo and info.has_audio:
                 warn("--slowmo: audio dropped (its duration would not match)")
-            report = mux(sink.files(), inp if keep else None, part, container_of(out), warn)
+            keep = Keep(inp if tracks else None, run.video_start, info.picture.display_matrix)
+            report = mux(sink.files(), keep, part, container_of(out), warn)
             audio = report.audio
             os.replace(part, out)
             shutil.rmtree(journal.folder, ignore_errors=True)
@@ -585,7 +590,15 @@ def _open_segments(inp, out, info, target, engine, opts, enc, warn):
 
     def segment(path: Path) -> VideoSink:
         return VideoSink(
-            path, info.width, info.height, target.write_rate, colour, info.bits, enc, fmt
+            path,
+            info.width,
+            info.height,
+            target.write_rate,
+            colour,
+            info.bits,
+            enc,
+            fmt,
+            info.picture.sar,
         )
 
     return SegmentedSink(journal, segment, out.suffix), journal

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 from dataclasses import dataclass, replace
@@ -68,7 +69,23 @@ def prepare_encoding(
     _check_codec(path, opts)
     _check_frame_size(width, height, opts.pix_fmt)
     _check_encoder_opens(width, height, rate, opts)
+    _check_header(path, width, height, rate, opts)
     return opts
+
+
+def _check_header(path: Path, width: int, height: int, rate: Fraction, opts: EncodeOptions) -> None:
+    """The container writes a header for this stream: FFmpeg lists some codecs for a muxer that
+    then has no tag for them (AV1 and VP9 in .mov)."""
+    try:
+        with av.open(io.BytesIO(), "w", format=container_of(path)) as c:
+            s = c.add_stream(opts.codec, rate=rate)
+            s.width, s.height, s.pix_fmt = width, height, opts.pix_fmt
+            s.codec_context.options = encoder_options(opts)
+            c.start_encoding()
+    except (av.FFmpegError, ValueError, OSError):
+        raise UsageError(
+            f"--codec {opts.codec} cannot go into {path.suffix}; use .mkv or another codec"
+        ) from None
 
 
 def _check_codec(path: Path, opts: EncodeOptions) -> None:
@@ -158,6 +175,7 @@ class VideoSink:
         bits: int,
         opts: EncodeOptions,
         fmt: str = "matroska",
+        sar: Fraction | None = None,
     ):
         self.path = path
         self.colour = colour
@@ -172,6 +190,8 @@ class VideoSink:
             cc = s.codec_context
             cc.colorspace, cc.color_range = colour.matrix, colour.range
             cc.color_primaries, cc.color_trc = colour.primaries, colour.transfer
+            if sar is not None:
+                cc.sample_aspect_ratio = sar  # anamorphic pictures stay as wide as they were
             cc.options = encoder_options(opts)
             self.stream = s
         except (av.FFmpegError, ValueError) as exc:
