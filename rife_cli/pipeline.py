@@ -434,14 +434,24 @@ def interpolate_video(
     if not png:
         from .video.sink import EncodeOptions, prepare_encoding
 
+        from .video import hdr
+
+        hdr10 = hdr.parse(info.picture.mastering_display, info.picture.content_light)
+        is_hdr = hdr10 is not None or bool(info.colour and info.colour.transfer in hdr.HDR_TRANSFERS)
         enc = prepare_encoding(
             out,
-            EncodeOptions(opts.codec, opts.crf, opts.preset, opts.pix_fmt),
+            EncodeOptions(opts.codec, opts.crf, opts.preset, opts.pix_fmt, hdr10),
             info.width,
             info.height,
             target.write_rate,
             info.bits,
+            is_hdr,
         )
+        if hdr10 is not None and enc.codec not in hdr.HDR_ENCODERS:
+            warn(
+                f"--codec {enc.codec} cannot carry HDR10 mastering-display/light-level metadata; "
+                "dropped (libx265 or libsvtav1 keep it)"
+            )
     check_output(out, opts.force, inp)
     clean_leftovers(out)
 

@@ -94,19 +94,41 @@ class Regularity:
         return self.grid is not None and not self.gaps
 
 
+def step_rate(times: Sequence[Fraction]) -> Fraction | None:
+    """The rate the commonest step between consecutive times implies (containers such as AVI state
+    a rate that is a multiple or a fraction of the real one)."""
+    ts = sorted(set(times))
+    steps = sorted(b - a for a, b in zip(ts, ts[1:]))
+    if not steps:
+        return None
+    median = steps[len(steps) // 2]
+    return 1 / median if median > 0 else None
+
+
 def find_grid(
     times: Sequence[Fraction], tick: Fraction | None, rates: Sequence[Fraction]
 ) -> Regularity:
-    """The first of `rates` whose grid, from the earliest time, holds every time (presentation
-    times in any order; repeats are ignored)."""
+    """The grid, from the earliest time, that holds every time (presentation times in any order;
+    repeats are ignored): the first of `rates` (then of the rate the commonest step implies, or
+    a standard rate within 1 % of it) that leaves no grid point empty, else the first that holds
+    them with gaps; a Regularity without a grid when none holds them."""
     ts = sorted(set(times))
     if len(ts) < 2:
         rate = rates[0] if rates else None
         return Regularity(Grid(rate, tolerance(tick, rate)) if rate else None, False)
     origin = ts[0]
-    for rate in rates:
+    stepped = step_rate(ts)
+    tries = list(rates)
+    for r in [stepped] + candidate_rates([stepped]) if stepped else []:
+        if r not in tries:
+            tries.append(r)
+    with_gaps = None
+    for rate in tries:
         grid = Grid(rate, tolerance(tick, rate))
         ks = [grid.index(origin, t) for t in ts]
-        if all(k is not None for k in ks) and len(set(ks)) == len(ks):
-            return Regularity(grid, ks[-1] != len(ks) - 1)
-    return Regularity(None, True)
+        if any(k is None for k in ks) or len(set(ks)) != len(ks):
+            continue
+        if ks[-1] == len(ks) - 1:
+            return Regularity(grid, False)
+        with_gaps = with_gaps or Regularity(grid, True)
+    return with_gaps or Regularity(None, True)

@@ -64,7 +64,7 @@ def kept_tags(metadata: dict) -> dict:
 
 def _shifted_packets(container, routes: dict, gid: int):
     """(time, input id, order, packet) for the routed streams in file order, moved so that the
-    video's first frame is at 0; packets that end before it are left out."""
+    video's first frame is at 0; packets that end before that are left out."""
     for n, packet in enumerate(container.demux(list(routes))):
         if packet.size == 0:
             continue
@@ -75,8 +75,9 @@ def _shifted_packets(container, routes: dict, gid: int):
             packet.dts -= off
         tb = packet.time_base
         if packet.pts is not None and tb:
-            end = packet.pts + (packet.duration or 0)
-            if end < 0 or (end == 0 and packet.pts < 0):
+            # One that ends at the video's start stays: it can be an encoder's priming packet
+            # (AAC's first 1024 samples), without which the next would be trimmed instead.
+            if packet.pts + (packet.duration or 0) < 0:
                 continue
         t = packet.dts if packet.dts is not None else packet.pts
         time = Fraction(t) * tb if t is not None and tb else Fraction(0)

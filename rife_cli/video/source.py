@@ -215,6 +215,9 @@ def _scan(c, s, tb: Fraction | None) -> tuple[list[Fraction], av.VideoFrame | No
     times: list[Fraction] = []
     first = None
     complete = True
+    # AVI stores no presentation times: FFmpeg guesses them around B-frames (one frame's time
+    # twice); its decoding times are the frame indexes, in order.
+    decode_order = c.format.name == "avi"
     for packet in c.demux(s):
         if packet.size == 0:
             continue
@@ -226,7 +229,7 @@ def _scan(c, s, tb: Fraction | None) -> tuple[list[Fraction], av.VideoFrame | No
         if len(times) >= SCAN_PACKETS:
             complete = False
             break
-        t = packet.pts if packet.pts is not None else packet.dts
+        t = packet.dts if decode_order or packet.pts is None else packet.pts
         if t is not None and tb and not packet.is_discard:
             times.append(Fraction(t) * tb)
     if first is None:
