@@ -52,13 +52,17 @@ def tolerance(tick: Fraction | None, rate: Fraction) -> Fraction:
 
 
 def candidate_rates(stated: Iterable[Fraction | None]) -> list[Fraction]:
-    """The rates the container states (in its order of trust), then the standard rates within 1 %
-    of one of them, without repeats."""
+    """The rates the container states (in its order of trust), each preceded by a standard rate
+    within 0.1 % of it (29.97 written for 30000/1001: over a short stretch both grids hold the
+    times, and the standard one is what was meant), then the standard rates within 1 % of one of
+    them; without repeats."""
     out: list[Fraction] = []
-    stated = [Fraction(r) for r in stated if r]
+    stated = [Fraction(r) for r in stated if r and r > 0]
     for r in stated:
-        if r > 0 and r not in out:
-            out.append(r)
+        near = [s for s in STANDARD_RATES if abs(s - r) <= r / 1000]
+        for c in near + [r]:
+            if c not in out:
+                out.append(c)
     for std in STANDARD_RATES:
         if std not in out and any(abs(std - r) <= r / 100 for r in stated):
             out.append(std)
