@@ -314,8 +314,8 @@ def _install_stop_handlers():
 @click.option(
     "--codec",
     default=None,
-    help="libx264 (default; libsvtav1 for .webm), libx265, libsvtav1, ffv1, prores_ks, "
-    "h264_nvenc, hevc_nvenc, av1_nvenc.",
+    help="libx264 (default; libsvtav1 for .webm, libx265 for HDR sources), libx265, libsvtav1, "
+    "ffv1, prores_ks, libvpx-vp9, h264_nvenc, hevc_nvenc, av1_nvenc.",
 )
 @click.option("--crf", type=int, default=None, help="Encoder quality (x264/x265 default 23/28).")
 @click.option("--preset", default=None, help="Encoder preset (x264 default here: fast).")
