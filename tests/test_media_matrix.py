@@ -258,3 +258,29 @@ def test_default_encoder_of_each_extension(tmp_path):
         check_doubled(source, out, summary, timesteps, clip)
         check_tracks_in_sync(source, out)
     assert DEFAULT_CODEC["webm"] == "libsvtav1"
+
+
+def test_a_data_track_is_left_out_with_one_warning_naming_it(tmp_path):
+    import numpy as np
+
+    src = tmp_path / "cam.ts"
+    with av.open(str(src), "w", format="mpegts") as c:
+        v = c.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        d = c.add_data_stream("klv")  # camera metadata, as drones and broadcast cameras write
+        for i in range(10):
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 20, np.uint8), format="rgb24")
+            f.pts = i
+            c.mux(v.encode(f))
+            p = av.Packet(b"\x06\x0e\x2b\x34" + bytes(12))
+            p.stream, p.pts, p.dts, p.time_base = d, i * 3600, i * 3600, Fraction(1, 90000)
+            c.mux(p)
+        c.mux(v.encode(None))
+    warnings: list[str] = []
+    summary = interpolate_video(
+        src, tmp_path / "o.mkv", engine_factory=lambda need: blend_engine(), warn=warnings.append
+    )
+    assert summary.frames_out == 20
+    assert warnings == ["data track 1 (timecode, GPS or camera metadata) not carried over"]
+    with av.open(str(tmp_path / "o.mkv")) as c:
+        assert [s.type for s in c.streams] == ["video"]

@@ -162,7 +162,7 @@ def _mux(video_paths, keep: Keep, out, fmt, warn) -> MuxReport:
                     feeds.append(_shifted_packets(src, routes, 1))
                 _copy_chapters(src, dst, keep.video_start, warn)
             if report.dropped:
-                warn(f".{out.suffix.lstrip('.')} cannot hold {', '.join(report.dropped)}; dropped")
+                warn(f"dropped, as {out.suffix} cannot hold them: {', '.join(report.dropped)}")
             for _, gid, _, packet in heapq.merge(*feeds, key=lambda x: x[:3]):
                 route = Route(vout, 0) if gid == 0 else routes[packet.stream]
                 if route.resampler is None:
@@ -230,6 +230,9 @@ def _describe(s) -> str:
 def _map_streams(src, dst, fmt, video_start: Fraction, report: MuxReport, warn) -> dict:
     ok = supported_codecs(fmt)
     routes = {}
+    data = [str(s.index) for s in src.streams.data]
+    if data:  # timecode, GPS, camera metadata: muxers take them only in their own formats
+        warn(f"data track {', '.join(data)} (timecode, GPS or camera metadata) not carried over")
     for s in itertools.chain(src.streams.audio, src.streams.subtitles):
         if s.codec_context is None:
             report.dropped.append(_describe(s))
