@@ -50,6 +50,7 @@ class Clip:
     attachment: tuple[str, str, bytes] | None = None  # (name, mimetype, data)
     title: str | None = None
     chapters: bool = False
+    negative_ts: bool = False  # keep times before 0 as written (else the muxer moves them to 0)
 
 
 # HDR10 as x265 writes it (SEI), in its own units: primaries in 1/50000, luminance in 1/10000 cd/m2.
@@ -78,7 +79,8 @@ def _video_options(clip: Clip) -> dict[str, str]:
 
 def make_clip(path: Path, clip: Clip) -> Path:
     tick = 1 / (clip.rate * 100)  # a frame is 100 ticks: room for an off-grid start
-    with av.open(str(path), "w", format=FORMATS[clip.ext]) as c:
+    options = {"avoid_negative_ts": "disabled"} if clip.negative_ts else {}
+    with av.open(str(path), "w", format=FORMATS[clip.ext], container_options=options) as c:
         if clip.title:
             c.metadata["title"] = clip.title
         v = c.add_stream(clip.codec, rate=clip.rate)
@@ -191,9 +193,13 @@ def read_media(path: Path) -> Media:
         times, first = [], None
         for f in c.decode(s):
             first = first or f
-            times.append(Fraction(f.pts) * s.time_base)
+            times.append(None if f.pts is None else Fraction(f.pts) * s.time_base)
         rate = Fraction(s.average_rate)
-        video_start = Fraction(s.start_time) * s.time_base if s.start_time is not None else times[0]
+        # Matroska frames before 0 come without a time: one frame before the next
+        for i in reversed(range(len(times) - 1)):
+            if times[i] is None and times[i + 1] is not None:
+                times[i] = times[i + 1] - 1 / rate
+        video_start = times[0]
         hdr = {"MASTERING_DISPLAY_METADATA", "CONTENT_LIGHT_LEVEL"}
         side = {sd.type.name: bytes(sd) for sd in first.side_data if sd.type.name in hdr}
         tracks = []

@@ -122,6 +122,10 @@ CASES = {
         Clip(".avi", "mpeg4", Fraction(25), audio=[Track("libmp3lame", rate=44100)]),
         ".mp4",
     ),
+    "mkv-negative-start": (
+        Clip(".mkv", rate=Fraction(25), start=Fraction(-2, 25), negative_ts=True, audio=[Track()]),
+        ".mkv",
+    ),
     "mp4-audio-starts-late": (
         Clip(".mp4", rate=Fraction(25), n=20, audio=[Track(offset=Fraction(1, 4))]),
         ".mp4",
