@@ -288,3 +288,16 @@ def test_a_data_track_is_left_out_with_one_warning_naming_it(tmp_path):
     assert warnings == ["data track 1 (timecode, GPS or camera metadata) not carried over"]
     with av.open(str(tmp_path / "o.mkv")) as c:
         assert [s.type for s in c.streams] == ["video"]
+
+
+@pytest.mark.parametrize("ext", [".mkv", ".webm", ".mp4"])
+def test_segments_with_b_frames_join_into_one_stream(tmp_path, ext):
+    # Matroska stores no decoding times: each segment's are rebuilt before the join
+    clip = Clip(".mkv", rate=Fraction(24000, 1001), n=30, audio=[Track()])
+    codec = "libsvtav1" if ext == ".webm" else "libx264"
+    source, out, summary, timesteps, _ = run(
+        tmp_path, clip, f"o{ext}", codec=codec, segment_frames=7, segment_seconds=0
+    )
+    check_doubled(source, out, summary, timesteps, clip)
+    check_tracks_in_sync(source, out)
+    assert out.times == sorted(out.times)
