@@ -245,6 +245,28 @@ def test_every_encoder_into_every_container(tmp_path, codec, ext):
     check_tracks_in_sync(source, out)
 
 
+def _nvenc_opens() -> bool:
+    try:
+        cc = av.CodecContext.create("h264_nvenc", "w")
+        cc.width, cc.height, cc.pix_fmt = 256, 144, "yuv420p"
+        cc.time_base = Fraction(1, 25)
+        cc.open()
+        return True
+    except (av.FFmpegError, ValueError, OSError):
+        return False
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _nvenc_opens(), reason="no NVIDIA encoder opens on this machine")
+@pytest.mark.parametrize("ext", [".mp4", ".mkv", ".mov"])
+@pytest.mark.parametrize("codec", ["h264_nvenc", "hevc_nvenc"])
+def test_nvenc_where_present(tmp_path, codec, ext):
+    clip = Clip(".mkv", rate=Fraction(25), n=10, w=256, h=144, audio=[Track()])
+    source, out, summary, timesteps, _ = run(tmp_path, clip, f"o{ext}", codec=codec)
+    check_doubled(source, out, summary, timesteps, clip)
+    check_tracks_in_sync(source, out)
+
+
 def test_codecs_a_container_cannot_write_are_refused_before_work():
     assert not _holds("libsvtav1", ".mov")  # FFmpeg lists AV1 for mov, then has no tag for it
     assert not _holds("libx264", ".webm")
