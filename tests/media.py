@@ -10,7 +10,6 @@ from pathlib import Path
 
 import av
 import numpy as np
-
 from clips import moving_frame
 
 FORMATS = {".mkv": "matroska", ".webm": "webm", ".mp4": "mp4", ".mov": "mov", ".ts": "mpegts"}
@@ -225,7 +224,7 @@ def read_media(path: Path) -> Media:
             video_start=video_start,
             duration=times[-1] - times[0] + (times[-1] - times[0]) / (len(times) - 1),
             pix_fmt=s.codec_context.pix_fmt,
-            rotation=int(round(first.rotation or 0)),
+            rotation=round(first.rotation or 0),
             sar=Fraction(sar) if sar and Fraction(sar) != 1 else None,
             colour=(first.colorspace, first.color_primaries, first.color_trc),
             hdr_side_data=side,

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import av
 import pytest
-
 from clips import blend_engine
 from media import Clip, Track, make_clip, read_media
+
 from rife_cli.pipeline import interpolate_video
 
 ASS = """[Script Info]
@@ -77,7 +77,9 @@ def check_doubled(source, out, summary, timesteps, clip: Clip) -> None:
     # every output frame on the doubled grid, within the container's millisecond rounding
     rate = 2 * clip.rate
     t0 = out.times[0]
-    assert all(abs(t - t0 - Fraction(i) / rate) <= Fraction(1, 1000) for i, t in enumerate(out.times))
+    assert all(
+        abs(t - t0 - Fraction(i) / rate) <= Fraction(1, 1000) for i, t in enumerate(out.times)
+    )
     assert abs(out.duration - Fraction(n) / clip.rate) <= Fraction(1, 1000), out.duration
 
 
@@ -136,7 +138,7 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_media_matrix(tmp_path, case):
     clip, ext = CASES[case]
-    source, out, summary, timesteps, warnings = run(tmp_path, clip)
+    source, out, summary, timesteps, _warnings = run(tmp_path, clip)
     assert Path(summary.output).suffix == ext
     check_doubled(source, out, summary, timesteps, clip)
     check_tracks_in_sync(source, out)
@@ -203,9 +205,7 @@ def test_every_track_with_its_language_title_and_flags(tmp_path):
 
 @pytest.mark.slow
 def test_ten_bit_hdr_hevc_stays_ten_bit_hdr(tmp_path):
-    clip = Clip(
-        ".mkv", "libx265", Fraction(24), pix_fmt="yuv420p10le", hdr=True, audio=[Track()]
-    )
+    clip = Clip(".mkv", "libx265", Fraction(24), pix_fmt="yuv420p10le", hdr=True, audio=[Track()])
     source, out, summary, timesteps, _ = run(tmp_path, clip)
     check_doubled(source, out, summary, timesteps, clip)
     assert set(source.hdr_side_data) == {"MASTERING_DISPLAY_METADATA", "CONTENT_LIGHT_LEVEL"}

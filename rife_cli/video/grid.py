@@ -10,6 +10,7 @@ really varies keeps its timestamps. Pure arithmetic on Fractions: no PyAV here.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -102,7 +103,7 @@ def step_rate(times: Sequence[Fraction]) -> Fraction | None:
     """The rate the commonest step between consecutive times implies (containers such as AVI state
     a rate that is a multiple or a fraction of the real one)."""
     ts = sorted(set(times))
-    steps = sorted(b - a for a, b in zip(ts, ts[1:]))
+    steps = sorted(b - a for a, b in itertools.pairwise(ts))
     if not steps:
         return None
     median = steps[len(steps) // 2]

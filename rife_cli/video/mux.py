@@ -74,11 +74,10 @@ def _shifted_packets(container, routes: dict, gid: int):
         if packet.dts is not None:
             packet.dts -= off
         tb = packet.time_base
-        if packet.pts is not None and tb:
-            # One that ends at the video's start stays: it can be an encoder's priming packet
-            # (AAC's first 1024 samples), without which the next would be trimmed instead.
-            if packet.pts + (packet.duration or 0) < 0:
-                continue
+        # One that ends at the video's start stays: it can be an encoder's priming packet (AAC's
+        # first 1024 samples), without which the next would be trimmed instead.
+        if packet.pts is not None and tb and packet.pts + (packet.duration or 0) < 0:
+            continue
         t = packet.dts if packet.dts is not None else packet.pts
         time = Fraction(t) * tb if t is not None and tb else Fraction(0)
         yield time, gid, n, packet

@@ -3,6 +3,7 @@ convert); probing what it holds."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -161,7 +162,9 @@ def probe(path: Path) -> SourceInfo:
                 times, tb, candidate_rates((s.base_rate, s.average_rate, s.guessed_rate))
             )
             rate = regular.grid.rate if regular.grid is not None else Fraction(stated)
-            if times:
+            if first is not None and first.pts is not None and tb:
+                start = Fraction(first.pts) * tb  # where decoding starts: the grid's origin
+            elif times:
                 start = min(times)
             else:
                 start = Fraction(s.start_time) * tb if (s.start_time is not None and tb) else 0
@@ -244,7 +247,9 @@ def _picture(first: av.VideoFrame | None, s) -> Picture:
     """Display matrix and HDR side data of the first picture (FFmpeg hands the stream's own to
     decoded frames), and the sample aspect ratio."""
     pic = Picture()
-    sar = s.sample_aspect_ratio or (s.codec_context.sample_aspect_ratio if s.codec_context else None)
+    sar = s.sample_aspect_ratio or (
+        s.codec_context.sample_aspect_ratio if s.codec_context else None
+    )
     if sar and Fraction(sar) != 1:
         pic.sar = Fraction(sar)
     if first is None:
@@ -255,7 +260,7 @@ def _picture(first: av.VideoFrame | None, s) -> Picture:
             m = tuple(int(v) for v in np.frombuffer(bytes(sd), dtype="<i4")[:9])
             if m != (65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30):
                 pic.display_matrix = m
-                pic.rotation = int(round(first.rotation or 0))
+                pic.rotation = round(first.rotation or 0)
         elif name == "MASTERING_DISPLAY_METADATA":
             pic.mastering_display = bytes(sd)
         elif name == "CONTENT_LIGHT_LEVEL":
@@ -308,22 +313,27 @@ def read_frames(
     stats: dict | None = None,
     hwaccel: str | None = None,
     planes: bool = False,
+    start_at: Fraction | None = None,
 ) -> Iterator[SourceFrame]:
-    """Decode in order (on the `hwaccel` device when given: see check_hwaccel). With `planes`,
+    """Decode in order (on the `hwaccel` device when given: see check_hwaccel). With `start_at`,
+    only the frames from that time on (a shard of the stream): a constant-rate stream is entered
+    by seeking, its frames numbered from their place on the grid; any other is decoded from the
+    start, as it has no other way to number its frames. With `planes`,
     8-bit 4:2:0 pictures come as their YUV planes for the device to convert (rife_cli.colour)
     instead of as BGR images, with a scene thumbnail made here from the small picture. A packet the
     decoder rejects is skipped, counted in stats["bad_packets"], and warned about; the stream goes
     on (FFmpeg conceals what it can)."""
     if info.is_images:
-        yield from _read_images(info)
+        yield from (f for f in _read_images(info) if start_at is None or f.time >= start_at)
         return
+    seeking = start_at is not None and info.grid is not None and not info.vfr
     stats = stats if stats is not None else {}
     stats.setdefault("bad_packets", 0)
     fmt = "bgr48le" if info.bits > 8 else "bgr24"
     colour = info.colour
     index = 0
     last_time = None
-    origin = None  # the first frame's time: the grid's origin
+    origin = info.start if seeking else None  # the first frame's time: the grid's origin
     strayed = False  # a frame was off the grid (warned once)
     even = info.width % 2 == 0 and info.height % 2 == 0
     cosited = None  # the stream's chroma siting, once a picture has shown it
@@ -332,6 +342,9 @@ def read_frames(
             s = c.streams.video[0]
             s.thread_type = "AUTO"
             tb = Fraction(s.time_base)
+            if seeking and start_at > info.start:
+                # to the keyframe before, with a second to spare for reordered frames
+                c.seek(max(0, math.floor((start_at - 1) / tb)), stream=s, backward=True)
             for frame in _decode_tolerant(c, s, info, warn, stats):
                 if (frame.width, frame.height) != (info.width, info.height):
                     stats["bad_packets"] += 1
@@ -360,6 +373,12 @@ def read_frames(
                     dur = 1 / info.grid.rate
                 else:
                     dur = Fraction(frame.duration) * tb if frame.duration else None
+                if seeking:
+                    index = info.grid.index(origin, time) if on_grid else index
+                if start_at is not None and time < start_at:
+                    last_time = time
+                    index += 1
+                    continue
                 if planes and frame.format.name in DEVICE_FORMATS and even:
                     out = _as_planes(SourceFrame(index, time, dur, None, frame), colour)
                     if cosited is None:
