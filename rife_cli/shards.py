@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from .errors import UsageError
 from .resume import Journal, work_dir_for
 
 PLAN = "shards.json"
@@ -61,26 +63,33 @@ def _encode(shards: list[Shard]) -> list[list[str | None]]:
             for s in shards]  # fmt: skip
 
 
-def load_or_save_plan(out: Path, shards: list[Shard], fingerprint: dict, resume: bool):
+def load_or_save_plan(
+    out: Path, shards: list[Shard], fingerprint: dict, resume: bool, force: bool = False
+):
     """The recorded plan when resuming the same job, else `shards`, recorded (the folder is made
-    afresh). Returns (shards, resumed)."""
+    afresh). A plan made for another input or options is refused unless `force`. Returns
+    (shards, resumed)."""
     folder = work_dir_for(out)
     path = folder / PLAN
     if resume and path.is_file():
         try:
             data = json.loads(path.read_text())
-            if data.get("fingerprint") == fingerprint:
-                edges = data["shards"]
-                n = len(edges)
-                return [
-                    Shard(k, n, *(None if v is None else Fraction(v) for v in edges[k]))
-                    for k in range(n)
-                ], True
+            edges = data["shards"]
+            same = data.get("fingerprint") == fingerprint
         except (OSError, ValueError, KeyError, TypeError):
-            pass
+            same, edges = False, None
+        if same:
+            n = len(edges)
+            return [
+                Shard(k, n, *(None if v is None else Fraction(v) for v in edges[k]))
+                for k in range(n)
+            ], True
+        if edges is not None and not force:
+            raise UsageError(
+                f"{out}: the unfinished run there was made with another input or other options; "
+                "rerun with the same ones, or add --force to start over"
+            )
     if folder.exists():
-        import shutil
-
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     tmp = path.with_suffix(".tmp")
