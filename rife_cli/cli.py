@@ -422,23 +422,23 @@ def interpolate(
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     results, rows, failed = [], [], 0
-    options = dict(
-        resume=resume,
-        skip_existing=skip_existing,
-        exp=exp,
-        multi=multi,
-        fps=fps,
-        slowmo=slowmo,
-        scene_threshold=scene_threshold,
-        montage=montage,
-        png=png,
-        force=force,
-        codec=codec,
-        crf=crf,
-        preset=preset,
-        pix_fmt=pix_fmt,
-        hwaccel=None if hwaccel == "none" else hwaccel,
-    )
+    options = {
+        "resume": resume,
+        "skip_existing": skip_existing,
+        "exp": exp,
+        "multi": multi,
+        "fps": fps,
+        "slowmo": slowmo,
+        "scene_threshold": scene_threshold,
+        "montage": montage,
+        "png": png,
+        "force": force,
+        "codec": codec,
+        "crf": crf,
+        "preset": preset,
+        "pix_fmt": pix_fmt,
+        "hwaccel": None if hwaccel == "none" else hwaccel,
+    }
     if devices is not None or ray_address is not None:
         done = _scale_out(
             jobs, output, out_dir, devices, ray_address, model_opts, batch_size, options, quiet,
@@ -514,14 +514,14 @@ def _scale_out(jobs, output, out_dir, devices, ray_address, model_opts, batch_si
 
     if model_opts["device"] != "auto":
         raise click.UsageError("--device names one device; with --devices name them all there")
-    engine = dict(
-        model=model_opts["model"],
-        precision=model_opts["precision"],
-        scale=flow_scale(model_opts["scale"], model_opts["uhd"]),
-        batch_size=batch_size,
-        offline=model_opts["offline"],
-        compile=model_opts["compile_net"],
-    )
+    engine = {
+        "model": model_opts["model"],
+        "precision": model_opts["precision"],
+        "scale": flow_scale(model_opts["scale"], model_opts["uhd"]),
+        "batch_size": batch_size,
+        "offline": model_opts["offline"],
+        "compile": model_opts["compile_net"],
+    }
     results: dict = {}
     if ray_address is not None:
         from .ray_runner import ray_runner

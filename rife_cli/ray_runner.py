@@ -100,7 +100,7 @@ def ray_runner(address: str, devices: str | None):
         actors = []
         for cfg in cfgs[: len(todo)]:
             gpu = cfg.device.startswith("cuda")
-            opts = dict(max_restarts=RETRIES, max_task_retries=RETRIES)
+            opts = {"max_restarts": RETRIES, "max_task_retries": RETRIES}
             opts.update(num_gpus=1, num_cpus=1) if gpu else opts.update(num_cpus=1)
             if gpu:
                 cfg.device = "cuda:0"  # Ray shows each actor its own GPU as the first one

@@ -13,20 +13,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from clips import BlendNet, SlowBlendNet, blend_engine, decode
 from media import Clip, Track, make_clip, read_media
+
 from rife_cli.errors import RifeError, UsageError
 from rife_cli.pipeline import interpolate_video
 from rife_cli.resume import work_dir_for
 from rife_cli.scaleout import interpolate_files, interpolate_sharded, parse_devices
 from rife_cli.shards import cut
 
-OPTIONS = dict(exp=1, codec="ffv1", scene_threshold=0.2)
+OPTIONS = {"exp": 1, "codec": "ffv1", "scene_threshold": 0.2}
 
 
 def engine_config(net=None) -> dict:
-    return dict(model="blend", network=net or BlendNet(), precision="fp32", batch_size=2)
+    return {"model": "blend", "network": net or BlendNet(), "precision": "fp32", "batch_size": 2}
 
 
 def source(tmp_path: Path, n: int = 40, name: str = "in.mkv") -> Path:
