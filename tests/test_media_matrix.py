@@ -15,6 +15,7 @@ from clips import blend_engine
 from media import Clip, Track, make_clip, read_media
 
 from rife_cli.pipeline import interpolate_video
+from rife_cli.video import hdr
 
 ASS = """[Script Info]
 ScriptType: v4.00+
@@ -204,16 +205,29 @@ def test_every_track_with_its_language_title_and_flags(tmp_path):
 
 
 @pytest.mark.slow
-def test_ten_bit_hdr_hevc_stays_ten_bit_hdr(tmp_path):
+@pytest.mark.parametrize("ext,codec", [(".mkv", "hevc"), (".webm", "dav1d")])
+def test_ten_bit_hdr_hevc_stays_ten_bit_hdr(tmp_path, ext, codec):
     clip = Clip(".mkv", "libx265", Fraction(24), pix_fmt="yuv420p10le", hdr=True, audio=[Track()])
-    source, out, summary, timesteps, _ = run(tmp_path, clip)
+    source, out, summary, timesteps, _ = run(tmp_path, clip, f"o{ext}")
     check_doubled(source, out, summary, timesteps, clip)
     assert set(source.hdr_side_data) == {"MASTERING_DISPLAY_METADATA", "CONTENT_LIGHT_LEVEL"}
     assert out.pix_fmt == "yuv420p10le"
     assert out.colour == source.colour == (9, 9, 16)
-    assert out.hdr_side_data == source.hdr_side_data  # the same values, byte for byte
+    a, b = (
+        hdr.parse(
+            m.hdr_side_data["MASTERING_DISPLAY_METADATA"], m.hdr_side_data["CONTENT_LIGHT_LEVEL"]
+        )
+        for m in (source, out)
+    )
+    assert (a.max_cll, a.max_fall) == (b.max_cll, b.max_fall) == (1000, 400)
+    # the same values, in each codec's own fixed point (HEVC's is the source's: byte for byte)
+    for x, y in zip((*a.primaries, a.white, a.luminance), (*b.primaries, b.white, b.luminance)):
+        assert all(abs(u - v) <= max(abs(u), 1) * Fraction(1, 5000) for u, v in zip(x, y)), (x, y)
+    if codec == "hevc":
+        assert out.hdr_side_data == source.hdr_side_data
     with av.open(summary.output) as c:
-        assert c.streams.video[0].codec_context.name == "hevc"  # the default for HDR sources
+        # the default for HDR sources: HEVC, or AV1 in WebM
+        assert codec in c.streams.video[0].codec_context.name
 
 
 ENCODERS = ["libx264", "libx265", "libsvtav1", "ffv1", "prores_ks", "libvpx-vp9"]

@@ -51,36 +51,39 @@ def parse(mastering: bytes | None, light: bytes | None) -> Hdr10 | None:
     return Hdr10(primaries, white, luminance, cll, fall)
 
 
+def _display(hdr: Hdr10, chroma, luminance) -> str:
+    """The mastering display as both encoders write it: G, B, R, white point, then max and min
+    luminance, each number in the encoder's own units."""
+    (rx, ry), (gx, gy), (bx, by) = hdr.primaries
+    wx, wy = hdr.white
+    lo, hi = hdr.luminance
+    c = chroma
+    return (
+        f"G({c(gx)},{c(gy)})B({c(bx)},{c(by)})R({c(rx)},{c(ry)})WP({c(wx)},{c(wy)})"
+        f"L({luminance(hi)},{luminance(lo)})"
+    )
+
+
 def encoder_params(codec: str, hdr: Hdr10) -> str:
-    """The `x265-params` / `svtav1-params` text that writes `hdr` (empty for other encoders)."""
+    """The `x265-params` / `svtav1-params` text that writes `hdr` (empty for other encoders):
+    x265 counts chromaticities in 1/50000 and luminance in 1/10000 cd/m2, SVT-AV1 takes decimals."""
+    full = hdr.primaries and hdr.white and hdr.luminance
     parts = []
     if codec == "libx265":
         parts.append("hdr10=1")
-        if hdr.primaries and hdr.white and hdr.luminance:
-            (rx, ry), (gx, gy), (bx, by) = hdr.primaries
-
-            def c(v):  # chromaticity in 1/50000
-                return round(v * 50000)
-
-            lo, hi = hdr.luminance
+        if full:
             parts.append(
-                f"master-display=G({c(gx)},{c(gy)})B({c(bx)},{c(by)})R({c(rx)},{c(ry)})"
-                f"WP({c(hdr.white[0])},{c(hdr.white[1])})L({round(hi * 10000)},{round(lo * 10000)})"
+                "master-display="
+                + _display(hdr, lambda v: round(v * 50000), lambda v: round(v * 10000))
             )
         if hdr.max_cll is not None:
             parts.append(f"max-cll={hdr.max_cll},{hdr.max_fall}")
     elif codec == "libsvtav1":
         parts.append("enable-hdr=1")
-        if hdr.primaries and hdr.white and hdr.luminance:
-            (rx, ry), (gx, gy), (bx, by) = hdr.primaries
-
-            def f(v):
-                return f"{float(v):.4f}"
-
-            lo, hi = hdr.luminance
+        if full:
             parts.append(
-                f"mastering-display=G({f(gx)},{f(gy)})B({f(bx)},{f(by)})R({f(rx)},{f(ry)})"
-                f"WP({f(hdr.white[0])},{f(hdr.white[1])})L({float(hi):.4f},{float(lo):.4f})"
+                "mastering-display="
+                + _display(hdr, lambda v: f"{float(v):.4f}", lambda v: f"{float(v):.4f}")
             )
         if hdr.max_cll is not None:
             parts.append(f"content-light={hdr.max_cll},{hdr.max_fall}")
