@@ -218,7 +218,7 @@ def test_a_variable_rate_input_is_cut_by_time_and_joins_the_same(tmp_path):
         rate=Fraction(25),
     )
     options = {**OPTIONS, "fps": "50", "exp": None}
-    one = one_process(src, tmp_path / "one.mkv", **{"fps": "50", "exp": None})
+    one = one_process(src, tmp_path / "one.mkv", fps="50", exp=None)
     two = interpolate_sharded(src, tmp_path / "two.mkv", ["cpu", "cpu"], engine_config(), options)
     assert two.frames_out == one.frames_out
     same_video(tmp_path / "one.mkv", tmp_path / "two.mkv")
