@@ -255,7 +255,7 @@ class _Run:
                 self.cuts += cut
                 self.segment_cuts += cut
                 batch.append((prev, frame, plan.slots(prev.time, frame.time), cut))
-                if sum(1 for p in batch if not p[3]) >= self.engine.batch_size:
+                if self.batch_full(batch):
                     self.flush(batch, out_q)
                     batch = []
             prev = frame
@@ -272,6 +272,14 @@ class _Run:
         for slot in plan.tail(prev.time, end):
             self.emit(out_q, slot.index, prev.image, prev.original)
         out_q.put(SegmentCut(prev.index + 1, self.segment_cuts))
+
+    def batch_full(self, batch) -> bool:
+        """A batch goes to the engine once batch_size of its pairs need the network. Pairs that do
+        not (scene cuts, pairs whose output frames are all source frames) count too, against twice
+        that: a long run of them (a slideshow, a high --scene-threshold) flows on to the writer
+        instead of piling up here with all its frames."""
+        size = self.engine.batch_size
+        return len(batch) >= 2 * size or sum(map(_needs_network, batch)) >= size
 
     def emit(self, q: ByteQueue, index: int, image: np.ndarray | None, original) -> None:
         """Output frame `index`: a made BGR image, or a source frame (its decoded picture, and
@@ -318,9 +326,7 @@ class _Run:
         calling thread (on CUDA on its own stream)."""
         from .engine import Request
 
-        need = [
-            i for i, (_, _, slots, cut) in enumerate(batch) if not cut and any(s.t for s in slots)
-        ]
+        need = [i for i, pair in enumerate(batch) if _needs_network(pair)]
         made: dict[tuple[int, Fraction], np.ndarray] = {}
         if not need:
             return made
@@ -361,6 +367,12 @@ class _Run:
             color = color.copy()
             color[:, :half] = img[:, :half]
         return color
+
+
+def _needs_network(pair) -> bool:
+    """A (previous, next, slots, cut) pair has frames to make: not a cut, and some t > 0."""
+    _, _, slots, cut = pair
+    return not cut and any(s.t for s in slots)
 
 
 @dataclass
