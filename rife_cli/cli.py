@@ -287,6 +287,13 @@ def _install_stop_handlers():
 @click.option("--multi", type=int, default=None, help="Multiply the frame rate by M (3 uses v4.0).")
 @click.option("--fps", default=None, metavar="F", help="Target rate: 60, 59.94, 60000/1001.")
 @click.option(
+    "--input-fps",
+    default=None,
+    metavar="RATE",
+    help="Rate of an image folder (default 25): 24, 23.976 (= 24000/1001), 30000/1001. "
+    "Not for videos, whose rate comes from the file.",
+)
+@click.option(
     "--slowmo", is_flag=True, help="Write at the source rate: slow motion (audio is dropped)."
 )
 @click.option(
@@ -344,6 +351,7 @@ def interpolate(
     exp,
     multi,
     fps,
+    input_fps,
     slowmo,
     scene_threshold,
     montage,
@@ -396,6 +404,11 @@ def interpolate(
     from .batch import expand_inputs, summary_table
 
     jobs = expand_inputs(list(inputs))
+    if input_fps is not None:
+        from .pipeline import input_rate
+
+        for inp in jobs:  # a video among the inputs: refused before any work
+            input_rate(input_fps, inp)
     if jobs:
         _prefault_for_cpu_run(jobs[0], model_opts["device"])
     several = len(jobs) > 1
@@ -422,6 +435,7 @@ def interpolate(
                 exp=exp,
                 multi=multi,
                 fps=fps,
+                input_fps=input_fps,
                 slowmo=slowmo,
                 scene_threshold=scene_threshold,
                 montage=montage,
@@ -459,9 +473,12 @@ def interpolate(
         if summary.bad_packets:
             notice(f"{inp}: {summary.bad_packets} corrupt packets skipped")
         if not quiet:
+            rate_note = ""
+            if inp.is_dir() and input_fps is None:
+                rate_note = " (an image folder's default rate; --input-fps sets it)"
             notice(
                 f"{summary.input} -> {summary.output}: {summary.frames_in} -> {summary.frames_out} frames, "
-                f"{summary.fps_in} -> {summary.fps_out} fps, {summary.duration:.3f} s, "
+                f"{summary.fps_in} -> {summary.fps_out} fps{rate_note}, {summary.duration:.3f} s, "
                 f"{summary.scene_cuts} scene cuts, {summary.seconds:.1f} s on {summary.device} "
                 f"({summary.model}, {summary.precision})"
             )

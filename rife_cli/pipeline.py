@@ -29,7 +29,7 @@ from .resume import (
     SegmentedSink,
     open_journal,
 )
-from .timing import Plan, Slot, Timing
+from .timing import Plan, Slot, Timing, parse_rate
 from .video.images import as_bgr, blend_alpha, merge
 from .video.source import SourceFrame, SourceInfo, probe, read_frames
 from .workers import DONE, ByteQueue, Cancelled, Worker
@@ -80,6 +80,7 @@ class Options:
     resume: bool = False
     skip_existing: bool = False
     hwaccel: str | None = None  # decode the video on this device ("cuda": NVDEC)
+    input_fps: str | Fraction | None = None  # rate of an image folder (default 25)
     queue_bytes: int = QUEUE_BYTES
     segment_frames: int = SEGMENT_FRAMES
     segment_seconds: float = SEGMENT_SECONDS
@@ -109,7 +110,30 @@ def clean_leftovers(out: Path) -> None:
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
-def check_output(out: Path, force: bool, inp: Path) -> None:
+def _empty_dir(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
+
+
+def input_rate(input_fps: str | Fraction | None, inp: Path) -> Fraction | None:
+    """--input-fps as an exact rate; only an image folder takes one (a video has its own)."""
+    if input_fps is None:
+        return None
+    if inp.exists() and not inp.is_dir():
+        raise UsageError(
+            f"--input-fps sets the rate of an image folder; {inp} is a video, "
+            "whose rate comes from the file"
+        )
+    if isinstance(input_fps, Fraction):
+        return input_fps
+    try:
+        return parse_rate(str(input_fps))
+    except ValueError as exc:
+        raise UsageError(f"--input-fps {exc}") from None
+
+
+def check_output(out: Path, force: bool, inp: Path, png: bool = False) -> None:
+    """Before any work: the output can be written. An empty folder is taken for a PNG sequence
+    (the user made it for one); anything else already there needs --force."""
     parent = out.parent
     if out.resolve() == inp.resolve():
         raise UsageError(f"-o {out}: is the input; rife never writes over its input")
@@ -119,7 +143,7 @@ def check_output(out: Path, force: bool, inp: Path) -> None:
         raise OutputError(f"{out}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise OutputError(f"{out}: directory {parent} is not writable")
-    if out.exists() and not force:
+    if out.exists() and not force and not (png and _empty_dir(out)):
         raise OutputError(f"{out}: exists; use --force to overwrite")
     if out.is_dir() and any(not FRAME_NAME.fullmatch(p.name) for p in out.iterdir()):
         # --force replaces a folder of our own frames, never a folder holding anything else.
@@ -412,7 +436,7 @@ def interpolate_video(
     engine_opts = {k: options.pop(k) for k in list(options) if k in engine_keys}
     opts = Options(**options)
     inp = Path(input)
-    info = probe(inp)
+    info = probe(inp, input_rate(opts.input_fps, inp))
     hwaccel = None
     if opts.hwaccel and not info.is_images:
         from .video.source import check_hwaccel
@@ -439,7 +463,7 @@ def interpolate_video(
         out = default_output(info, target.label(), png)
         if output_dir is not None:
             out = Path(output_dir) / out.name
-    if opts.skip_existing and out.exists():
+    if opts.skip_existing and out.exists() and not _empty_dir(out):
         return Summary(input=str(inp), output=str(out), skipped=True)
     if not png:
         from .video.sink import EncodeOptions, prepare_encoding
@@ -452,7 +476,7 @@ def interpolate_video(
             target.write_rate,
             info.bits,
         )
-    check_output(out, opts.force, inp)
+    check_output(out, opts.force, inp, png)
     clean_leftovers(out)
 
     f = target.factor
@@ -518,8 +542,12 @@ def interpolate_video(
             raise OutputError(f"{out}: run cancelled")
         sink.close()
         if png:
-            if out.exists() and opts.force:
+            if _empty_dir(out):
+                out.rmdir()  # the empty folder check_output took
+            elif out.exists() and opts.force:
                 shutil.rmtree(out) if out.is_dir() else out.unlink()
+            elif out.exists():
+                raise OutputError(f"{out}: appeared during the run; use --force to overwrite")
             os.replace(part, out)
         else:
             from .video.mux import mux

@@ -20,7 +20,7 @@ from .images import list_images, read_image
 
 # Side of the small picture a planes-mode frame's scene thumbnail is averaged from.
 THUMB_SOURCE = 4 * scenes.THUMB
-# Rate given to an image sequence, which has none of its own.
+# Rate given to an image sequence, which has none of its own, unless one is asked for (--input-fps).
 IMAGE_SEQUENCE_RATE = Fraction(25)
 
 
@@ -101,7 +101,9 @@ def guess_matrix(height: int) -> int:
     return 1 if height >= 720 else 6
 
 
-def probe(path: Path) -> SourceInfo:
+def probe(path: Path, image_rate: Fraction | None = None) -> SourceInfo:
+    """What the input holds. A directory of images is played at `image_rate` (default
+    IMAGE_SEQUENCE_RATE); a video's rate comes from the file."""
     if not path.exists():
         raise InputError(f"{path}: no such file or directory")
     if path.is_dir():
@@ -110,14 +112,15 @@ def probe(path: Path) -> SourceInfo:
             raise InputError(f"{path}: directory holds no images (PNG, JPEG, TIFF, EXR)")
         first = read_image(files[0])
         bits = 16 if first.dtype == np.uint16 else (32 if first.dtype == np.float32 else 8)
+        rate = Fraction(image_rate) if image_rate is not None else IMAGE_SEQUENCE_RATE
         return SourceInfo(
             path,
             True,
             first.shape[1],
             first.shape[0],
-            IMAGE_SEQUENCE_RATE,
+            rate,
             Fraction(0),
-            len(files) / IMAGE_SEQUENCE_RATE,
+            len(files) / rate,
             len(files),
             bits,
             None,
