@@ -534,9 +534,11 @@ def interpolate_video(
         if run.stopped:
             from .errors import Interrupted
 
-            raise Interrupted(
-                stop.exit_code, f"interrupted; the same command with --resume continues {out.name}"
-            )
+            if png:  # nothing is kept of a PNG sequence, and --resume refuses one
+                why = f"interrupted; PNG output restarts: run the same command again for {out.name}"
+            else:
+                why = f"interrupted; the same command with --resume continues {out.name}"
+            raise Interrupted(stop.exit_code, why)
         reader.check()
         if run.cancel.is_set():
             raise OutputError(f"{out}: run cancelled")

@@ -206,3 +206,31 @@ def test_memory_flat_over_a_long_clip(tmp_path):
         queue_bytes=8 << 20,
     )
     assert marks[2990] - marks[500] < 40 * 1024, marks  # under 40 MiB of growth
+
+
+def test_interrupted_png_run_says_to_rerun_not_resume(tmp_path):
+    """--resume is refused for PNG output, so an interrupted PNG run must not point to it: the
+    message says to run the same command again, and that works."""
+    import cv2
+    from clips import moving_frame
+
+    seq = tmp_path / "seq"
+    seq.mkdir()
+    for i in range(20):
+        cv2.imwrite(str(seq / f"{i}.png"), moving_frame(i, 64, 48))
+    stop = StopRequest()
+
+    def progress(done):
+        if done == 10:
+            stop.request(130)
+
+    with pytest.raises(Interrupted) as exc:
+        interpolate_blended(seq, tmp_path / "out", png=True, exp=1, stop=stop, progress=progress)
+    msg = str(exc.value)
+    assert "--resume" not in msg and "run the same command again" in msg, msg
+    assert "PNG output restarts" in msg
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seq"]  # nothing half-written
+    with pytest.raises(UsageError, match="--resume works for video outputs"):
+        interpolate_blended(seq, tmp_path / "out", png=True, exp=1, resume=True)
+    s = interpolate_blended(seq, tmp_path / "out", png=True, exp=1)  # what the message says
+    assert s.frames_out == 39 == len(list((tmp_path / "out").iterdir()))
