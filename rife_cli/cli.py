@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -32,6 +33,20 @@ def fail(msg: str, code: int = EXIT_FAILED):
     sys.exit(code)
 
 
+def quit_now(msg: str, code: int):
+    """Exit at once (a second Ctrl-C): not through Python's exit, which would first wait for the
+    threads still at work (a batch being made, lanes) to finish it."""
+    if debug():
+        import traceback
+
+        traceback.print_exc()
+    click.echo(f"rife: error: {msg}", err=True)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 def reported(fn):
     """Turn the tool's errors into one line and an exit code; RIFE_DEBUG=1 shows the traceback."""
 
@@ -42,6 +57,8 @@ def reported(fn):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise  # Click prints these itself (usage errors: exit 2)
         except RifeError as exc:
+            if getattr(exc, "hard", False):
+                quit_now(str(exc), exc.exit_code)
             if debug():
                 raise
             fail(str(exc), exc.exit_code)
@@ -259,7 +276,8 @@ def _install_stop_handlers():
     def on_signal(signum, frame):
         code = EXIT_SIGTERM if signum == signal.SIGTERM else EXIT_SIGINT
         if stop.is_set():
-            raise Interrupted(code)
+            stop.hard = True  # the pipeline then waits for nothing still in flight
+            raise Interrupted(code, "interrupted at once", hard=True)
         stop.request(code)
         notice("stopping after the current pair (again to quit at once)")
 

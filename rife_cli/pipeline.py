@@ -166,6 +166,7 @@ class StopRequest:
     def __init__(self):
         self.event = threading.Event()
         self.exit_code = 130
+        self.hard = False  # a second signal: quit at once, waiting for nothing in flight
 
     def request(self, exit_code: int) -> None:
         self.exit_code = exit_code
@@ -339,10 +340,11 @@ class _Run:
         batch, made = self.pending.popleft()
         self.emit_batch(batch, made.result(), q)
 
-    def close(self) -> None:
-        """Wait for the batch workers, if any, and stop them."""
+    def close(self, wait: bool = True) -> None:
+        """Stop the batch workers, if any: waiting for the batches they are making, or (when told
+        to quit at once) leaving them to finish on their own."""
         if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool.shutdown(wait=wait, cancel_futures=True)
             self.pool = None
 
     def make(self, batch) -> dict[tuple[int, Fraction], np.ndarray]:
@@ -528,8 +530,10 @@ def interpolate_video(
             run.cancel.set()
             raise
         finally:
-            run.close()
-            _join(reader, writer)
+            try:
+                run.close(wait=not (stop is not None and stop.hard))
+            finally:
+                _join(reader, writer)
         writer.check()
         if run.stopped:
             from .errors import Interrupted
@@ -568,7 +572,7 @@ def interpolate_video(
             shutil.rmtree(journal.folder, ignore_errors=True)
         raise
     finally:
-        if hasattr(engine, "close"):
+        if hasattr(engine, "close") and not (stop is not None and stop.hard):
             engine.close()  # its CPU lanes' threads; they start again if the engine is used again
         if not ok:
             sink.abort()
