@@ -205,14 +205,16 @@ def main():
 )
 @click.option("--multi", type=int, default=None, help="Make M - 1 evenly spaced frames between.")
 @click.option("--ratio", type=float, default=None, help="Make one frame at time T in (0, 1).")
+@click.option("--force", is_flag=True, help="Overwrite files already in the output directory.")
 @model_options
 @reported
-def frames(img0, img1, output, exp, multi, ratio, **model_opts):
+def frames(img0, img1, output, exp, multi, ratio, force, **model_opts):
     """Make frames between two images IMG0 and IMG1.
 
     Writes IMG0, the made frames and IMG1 into the output directory as 000.png, 001.png, ...
     (the input's format: PNG 8/16-bit, JPEG, TIFF, EXR float). An alpha channel is carried
-    through, blended linearly with the same t as the colour; grayscale stays grayscale.
+    through, blended linearly with the same t as the colour; grayscale stays grayscale. A file
+    already there under one of those names is an error unless --force is given.
 
     \b
     Examples:
@@ -231,6 +233,7 @@ def frames(img0, img1, output, exp, multi, ratio, **model_opts):
         ratio,
         lambda need: build_interpolator(**model_opts, need_any_timestep=need),
         need_any,
+        force,
     )
     notice(f"wrote {len(written)} frames to {output}")
 
