@@ -493,6 +493,8 @@ def interpolate(
         )
         if summary.bad_packets:
             notice(f"{inp}: {summary.bad_packets} corrupt packets skipped")
+        if summary.resized_frames:
+            notice(f"{inp}: {summary.resized_frames} frames of another size skipped")
         if not quiet:
             rate_note = ""
             if inp.is_dir() and input_fps is None:

@@ -55,6 +55,7 @@ class Summary:
     precision: str = ""
     audio: list[str] = field(default_factory=list)
     bad_packets: int = 0  # corrupt packets skipped while decoding
+    resized_frames: int = 0  # decoded frames of another size than the stream's, skipped
     skipped: bool = False  # --skip-existing found the output already there
     fp32_fallbacks: int = 0  # pairs redone in fp32 because half precision overflowed
     hwaccel: str | None = None  # the device that decoded the video (--hwaccel); None: software
@@ -208,7 +209,7 @@ class _Run:
         if journal is not None:
             self.clock = SegmentClock(opts.segment_frames, opts.segment_seconds)
         self.stopped = False
-        self.stats: dict = {"bad_packets": 0}
+        self.stats: dict = {"bad_packets": 0, "resized_frames": 0}
         self.hwaccel: str | None = hwaccel
         self.pool: ThreadPoolExecutor | None = None  # batch workers, when the engine takes two
         self.pending: deque[tuple[list, Future]] = deque()  # batches in their hands, oldest first
@@ -597,6 +598,7 @@ def interpolate_video(
         precision=engine.precision,
         audio=audio,
         bad_packets=run.stats["bad_packets"],
+        resized_frames=run.stats["resized_frames"],
         fp32_fallbacks=getattr(engine, "fp32_fallbacks", 0) - fallbacks_before,
         hwaccel=hwaccel,
     )

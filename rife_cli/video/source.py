@@ -238,12 +238,14 @@ def read_frames(
     8-bit 4:2:0 pictures come as their YUV planes for the device to convert (rife_cli.colour)
     instead of as BGR images, with a scene thumbnail made here from the small picture. A packet the
     decoder rejects is skipped, counted in stats["bad_packets"], and warned about; the stream goes
-    on (FFmpeg conceals what it can)."""
+    on (FFmpeg conceals what it can). A picture of another size than the stream's is skipped,
+    counted in stats["resized_frames"] and warned about once."""
     if info.is_images:
         yield from _read_images(info)
         return
     stats = stats if stats is not None else {}
     stats.setdefault("bad_packets", 0)
+    stats.setdefault("resized_frames", 0)
     fmt = "bgr48le" if info.bits > 8 else "bgr24"
     colour = info.colour
     index = 0
@@ -257,10 +259,12 @@ def read_frames(
             tb = Fraction(s.time_base)
             for frame in _decode_tolerant(c, s, info, warn, stats):
                 if (frame.width, frame.height) != (info.width, info.height):
-                    stats["bad_packets"] += 1
-                    if warn:
+                    stats["resized_frames"] += 1  # not a bad packet: a picture we cannot place
+                    if warn and stats["resized_frames"] == 1:
                         warn(
-                            f"{info.path}: frame {index} changed size to {frame.width}x{frame.height}; skipped"
+                            f"{info.path}: frame {index + stats['resized_frames'] - 1} changed "
+                            f"size to {frame.width}x{frame.height} (the stream is "
+                            f"{info.width}x{info.height}); frames of another size are skipped"
                         )
                     continue
                 if frame.pts is None:
