@@ -401,6 +401,7 @@ def interpolate(
       rife interpolate --exp 2 input.mp4          # 4x, input_4x_100fps.mp4 beside it
       rife interpolate --fps 60 clip.mkv -o out.mkv
       rife interpolate frames_dir/ -o out/ --png
+      rife interpolate frames_dir/ --input-fps 23.976 -o out.mkv
     """
     import json
 

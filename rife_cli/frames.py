@@ -64,7 +64,9 @@ def make_frames(
     paths = _output_paths(out_dir, p0, 2 + (len(ts) if ts is not None else 1))
     inputs = {p0.resolve(), p1.resolve()}
     if any(p.resolve() in inputs for p in paths):
-        raise UsageError(f"-o {out_dir}: the frames would overwrite an input; choose another folder")
+        raise UsageError(
+            f"-o {out_dir}: the frames would overwrite an input; choose another folder"
+        )
     if not force:
         taken = next((p for p in paths if p.exists() or p.is_symlink()), None)
         if taken is not None:

@@ -183,7 +183,5 @@ def test_existing_files_need_force(tmp_path):
     res = run("frames", tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path, "--model", "v4.0")
     assert res.exit_code == 0, res.output
     (tmp_path / "001.png").rename(tmp_path / "x.png")
-    res = run(
-        "frames", tmp_path / "000.png", tmp_path / "002.png", "-o", tmp_path, "--force"
-    )
+    res = run("frames", tmp_path / "000.png", tmp_path / "002.png", "-o", tmp_path, "--force")
     assert res.exit_code == 2 and "would overwrite an input" in res.output, res.output
