@@ -439,7 +439,8 @@ def interpolate_video(
     engine_opts = {k: options.pop(k) for k in list(options) if k in engine_keys}
     opts = Options(**options)
     inp = Path(input)
-    info = probe(inp, input_rate(opts.input_fps, inp))
+    opts.input_fps = input_rate(opts.input_fps, inp)  # exact: 23.976 resumes 24000/1001
+    info = probe(inp, opts.input_fps)
     hwaccel = None
     if opts.hwaccel and not info.is_images:
         from .video.source import check_hwaccel
