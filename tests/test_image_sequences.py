@@ -108,3 +108,27 @@ def test_empty_output_folder_through_the_cli_and_skip_existing(tmp_path, seq):
     s = interpolate_blended(seq, empty, png=True, exp=1, skip_existing=True)
     assert not s.skipped and len(list(empty.iterdir())) == 11
     assert interpolate_blended(seq, empty, png=True, exp=1, skip_existing=True).skipped
+
+
+def test_interrupted_image_folder_resumes_at_the_same_rate_however_written(tmp_path):
+    """The journal keeps the exact rate: 23.976 and 24000/1001 are one rate to --resume."""
+    from rife_cli.errors import Interrupted
+    from rife_cli.pipeline import StopRequest
+
+    seq = tmp_path / "long"
+    seq.mkdir()
+    for i in range(30):
+        cv2.imwrite(str(seq / f"{i}.png"), moving_frame(i, 64, 48))
+    out = tmp_path / "o.mkv"
+    stop = StopRequest()
+
+    def progress(done):
+        if done == 20:
+            stop.request(130)
+
+    options = {"exp": 1, "codec": "ffv1", "segment_frames": 6}
+    with pytest.raises(Interrupted, match="--resume continues"):
+        interpolate_blended(seq, out, input_fps="23.976", stop=stop, progress=progress, **options)
+    s = interpolate_blended(seq, out, input_fps="24000/1001", resume=True, **options)
+    assert s.frames_out == 60 and s.fps_out == "48000/1001"
+    assert not (tmp_path / ".o.mkv.rife-resume").exists()
