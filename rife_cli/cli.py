@@ -342,8 +342,8 @@ def _install_stop_handlers():
 @click.option(
     "--codec",
     default=None,
-    help="libx264 (default; libsvtav1 for .webm), libx265, libsvtav1, ffv1, prores_ks, "
-    "h264_nvenc, hevc_nvenc, av1_nvenc.",
+    help="libx264 (default; libsvtav1 for .webm, libx265 for HDR sources), libx265, libsvtav1, "
+    "ffv1, prores_ks, libvpx-vp9, h264_nvenc, hevc_nvenc, av1_nvenc.",
 )
 @click.option("--crf", type=int, default=None, help="Encoder quality (x264/x265 default 23/28).")
 @click.option("--preset", default=None, help="Encoder preset (x264 default here: fast).")
@@ -361,6 +361,21 @@ def _install_stop_handlers():
     default="none",
     show_default=True,
     help="Decode the video on the GPU (cuda: NVDEC); codecs it lacks decode on the CPU.",
+)
+@click.option(
+    "--devices",
+    default=None,
+    metavar="LIST",
+    help="Several devices at once: cuda:0,cuda:1, all (every GPU) or cpu,cpu. One input is cut "
+    "into a shard per device and joined; several inputs are spread over them, whole.",
+)
+@click.option(
+    "--ray",
+    "ray_address",
+    default=None,
+    metavar="ADDRESS",
+    help="Run the shards as Ray tasks on a cluster (auto, or host:port); inputs and outputs on a "
+    "path every node sees. Needs pip install 'rife-cli[ray]'.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
@@ -386,6 +401,8 @@ def interpolate(
     pix_fmt,
     batch_size,
     hwaccel,
+    devices,
+    ray_address,
     quiet,
     as_json,
     **model_opts,
@@ -431,7 +448,7 @@ def interpolate(
 
         for inp in jobs:  # a video among the inputs: refused before any work
             input_rate(input_fps, inp)
-    if jobs:
+    if jobs and devices is None and ray_address is None:
         _prefault_for_cpu_run(jobs[0], model_opts["device"])
     several = len(jobs) > 1
     if several and output is not None and output.exists() and not output.is_dir():
@@ -440,35 +457,50 @@ def interpolate(
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     results, rows, failed = [], [], 0
+    options = {
+        "resume": resume,
+        "skip_existing": skip_existing,
+        "exp": exp,
+        "multi": multi,
+        "fps": fps,
+        "input_fps": input_fps,
+        "slowmo": slowmo,
+        "scene_threshold": scene_threshold,
+        "montage": montage,
+        "png": png,
+        "force": force,
+        "codec": codec,
+        "crf": crf,
+        "preset": preset,
+        "pix_fmt": pix_fmt,
+        "hwaccel": None if hwaccel == "none" else hwaccel,
+    }
+    if devices is not None or ray_address is not None:
+        done = _scale_out(
+            jobs, output, out_dir, devices, ray_address, model_opts, batch_size, options, quiet,
+            stop,
+        )  # fmt: skip
+    else:
+        done = None
     for inp in jobs:
-        bar = _Progress(quiet, inp.name)
+        bar = _Progress(quiet or done is not None, inp.name)
         try:
-            summary = interpolate_video(
-                inp,
-                None if several else output,
-                output_dir=out_dir,
-                engine_factory=engine_for,
-                progress=bar,
-                total=bar.total,
-                warn=notice,
-                stop=stop,
-                resume=resume,
-                skip_existing=skip_existing,
-                exp=exp,
-                multi=multi,
-                fps=fps,
-                input_fps=input_fps,
-                slowmo=slowmo,
-                scene_threshold=scene_threshold,
-                montage=montage,
-                png=png,
-                force=force,
-                codec=codec,
-                crf=crf,
-                preset=preset,
-                pix_fmt=pix_fmt,
-                hwaccel=None if hwaccel == "none" else hwaccel,
-            )
+            if done is not None:
+                summary, error = done[inp]
+                if error is not None:
+                    raise RifeError(error)
+            else:
+                summary = interpolate_video(
+                    inp,
+                    None if several else output,
+                    output_dir=out_dir,
+                    engine_factory=engine_for,
+                    progress=bar,
+                    total=bar.total,
+                    warn=notice,
+                    stop=stop,
+                    **options,
+                )
         except Interrupted:
             raise
         except Exception as exc:
@@ -514,6 +546,52 @@ def interpolate(
     if failed:
         notice(f"{failed} of {len(jobs)} inputs failed")
         sys.exit(EXIT_SOME_FAILED if results else EXIT_FAILED)
+
+
+def _scale_out(jobs, output, out_dir, devices, ray_address, model_opts, batch_size, options, quiet,
+               stop) -> dict:  # fmt: skip
+    """--devices / --ray: every input's (summary, error), made by worker processes or Ray."""
+    from .scaleout import interpolate_files, interpolate_sharded, parse_devices
+
+    if model_opts["device"] != "auto":
+        raise click.UsageError("--device names one device; with --devices name them all there")
+    engine = {
+        "model": model_opts["model"],
+        "precision": model_opts["precision"],
+        "scale": flow_scale(model_opts["scale"], model_opts["uhd"]),
+        "batch_size": batch_size,
+        "offline": model_opts["offline"],
+        "compile": model_opts["compile_net"],
+    }
+    results: dict = {}
+    if ray_address is not None:
+        from .ray_runner import ray_runner
+
+        runner, devs = ray_runner(ray_address, devices)
+    else:
+        runner, devs = None, parse_devices(devices)
+    if len(jobs) == 1:
+        bar = _Progress(quiet, jobs[0].name)
+        try:
+            results[jobs[0]] = (
+                interpolate_sharded(
+                    jobs[0], output, devs, engine, options, bar, bar.total, notice, stop, runner
+                ),
+                None,
+            )
+        finally:
+            bar.close()
+        return results
+    if runner is not None:
+        raise click.UsageError("--ray takes one input at a time (it cuts it into shards)")
+
+    def on_done(inp, summary, error):
+        results[inp] = (summary, error)
+        if not quiet:
+            notice(f"{inp.name}: {'done' if error is None else 'failed: ' + error}")
+
+    interpolate_files(jobs, out_dir, devs, engine, options, notice, stop, on_done)
+    return results
 
 
 def _prefault_for_cpu_run(first: Path, device: str) -> None:

@@ -192,15 +192,18 @@ class _Run:
         stop=None,
         journal=None,
         hwaccel=None,
+        shard=None,
     ):
         """With a journal, the run goes on after its finished segments and closes new ones. With
-        hwaccel, the video is decoded on that device (see check_hwaccel)."""
+        hwaccel, the video is decoded on that device (see check_hwaccel). With a shard, only the
+        pairs that start in it are made (see rife_cli.shards)."""
         self.info, self.target, self.engine, self.opts = info, target, engine, opts
         self.png, self.progress, self.warn = png, progress, warn
         self.cancel = threading.Event()
         done = journal.segments if journal is not None else []
         self.skip_until = journal.next_src if journal is not None else 0
         self.frames_in = 0
+        self.video_start = Fraction(0)  # source time of the first frame: the output's 0
         self.frames_out = sum(seg.n_out for seg in done)
         self.cuts = sum(seg.cuts for seg in done)
         self.segment_cuts = 0
@@ -211,6 +214,8 @@ class _Run:
         self.stopped = False
         self.stats: dict = {"bad_packets": 0, "resized_frames": 0}
         self.hwaccel: str | None = hwaccel
+        self.shard = shard
+        self.enough = threading.Event()  # set by inference: the shard's last pair is in hand
         self.pool: ThreadPoolExecutor | None = None  # batch workers, when the engine takes two
         self.pending: deque[tuple[list, Future]] = deque()  # batches in their hands, oldest first
 
@@ -224,7 +229,11 @@ class _Run:
                 and not self.png
                 and not self.opts.montage
             )
-            for frame in read_frames(self.info, self.warn, self.stats, self.hwaccel, planes):
+            start_at = self.shard.first if self.shard is not None else None
+            frames = read_frames(self.info, self.warn, self.stats, self.hwaccel, planes, start_at)
+            for frame in frames:
+                if self.enough.is_set():
+                    break
                 if frame.index < self.skip_until:
                     q.put(_Skipped(frame.index, frame.time), 0)
                     continue
@@ -252,10 +261,26 @@ class _Run:
         plan = None
         prev: SourceFrame | None = None
         batch: list[tuple[SourceFrame, SourceFrame, list[Slot], bool]] = []
+        end = self.shard.end if self.shard is not None else None
         while (frame := src_q.get()) is not DONE:
+            if end is not None and frame.time >= end:
+                # the next shard's first frame: it ends this shard's last pair, then we stop
+                self.enough.set()
+                if prev is not None and not isinstance(frame, _Skipped):
+                    self.add_pair(batch, prev, frame, plan)
+                self.flush(batch, out_q)
+                self.drain(out_q)
+                while src_q.get() is not DONE:  # let the reader see `enough` and finish
+                    pass
+                if prev is not None:
+                    out_q.put(SegmentCut(frame.index, self.segment_cuts))
+                return
             self.frames_in += 1
             if plan is None:
-                plan = Plan(self.target.rate, frame.time)
+                # a shard places its frames on the whole input's output grid
+                origin = self.info.start if self.shard is not None else frame.time
+                plan = Plan(self.target.rate, origin)
+                self.video_start = origin
             if isinstance(frame, _Skipped):
                 continue  # inside a segment finished by an earlier run
             if prev is not None:
@@ -275,17 +300,14 @@ class _Run:
                     if self.stop is not None and self.stop.is_set():
                         self.stopped = True
                         return
-                cut = self.opts.scene_threshold > 0 and scenes.is_cut(
-                    prev.thumb, frame.thumb, self.opts.scene_threshold
-                )
-                self.cuts += cut
-                self.segment_cuts += cut
-                batch.append((prev, frame, plan.slots(prev.time, frame.time), cut))
+                self.add_pair(batch, prev, frame, plan)
                 if self.batch_full(batch):
                     self.flush(batch, out_q)
                     batch = []
             prev = frame
         if prev is None:
+            if self.shard is not None:
+                return  # nothing of the input lies in this shard (or all of it is done)
             if self.skip_until:
                 raise InputError(f"{self.info.path}: has fewer frames than the journal recorded")
             raise InputError(f"{self.info.path}: no frames could be decoded")
@@ -306,6 +328,15 @@ class _Run:
         instead of piling up here with all its frames."""
         size = self.engine.batch_size
         return len(batch) >= 2 * size or sum(map(_needs_network, batch)) >= size
+
+    def add_pair(self, batch: list, prev: SourceFrame, frame: SourceFrame, plan: Plan) -> None:
+        """The pair (prev, frame) with its output slots and whether it is a scene cut."""
+        cut = self.opts.scene_threshold > 0 and scenes.is_cut(
+            prev.thumb, frame.thumb, self.opts.scene_threshold
+        )
+        self.cuts += cut
+        self.segment_cuts += cut
+        batch.append((prev, frame, plan.slots(prev.time, frame.time), cut))
 
     def emit(self, q: ByteQueue, index: int, image: np.ndarray | None, original) -> None:
         """Output frame `index`: a made BGR image, or a source frame (its decoded picture, and
@@ -410,34 +441,27 @@ class _Skipped:
     time: Fraction
 
 
-def interpolate_video(
-    input: str | Path,
-    output: str | Path | None = None,
-    *,
-    output_dir: str | Path | None = None,
-    engine_factory: Callable[[bool], object] | None = None,
-    progress: Callable[[int], None] | None = None,
-    total: Callable[[int | None], None] | None = None,
-    warn: Callable[[str], None] | None = None,
-    stop: StopRequest | None = None,
-    **options,
-) -> Summary:
-    """Interpolate one video or image directory. Options are those of `Options` plus, when no
-    engine_factory is given, those of `Interpolator` (model, device, precision, scale, batch_size)."""
-    started = clock.perf_counter()
-    warn = warn or (lambda msg: None)
-    engine_keys = {
-        "model",
-        "device",
-        "precision",
-        "scale",
-        "batch_size",
-        "offline",
-        "notice",
-        "compile",
-    }
-    engine_opts = {k: options.pop(k) for k in list(options) if k in engine_keys}
-    opts = Options(**options)
+@dataclass
+class Job:
+    """One input's plan, checked before any work: what to read, at which rate, into what."""
+
+    inp: Path
+    info: SourceInfo
+    target: object  # timing.Target
+    out: Path
+    png: bool
+    enc: object | None  # video.sink.EncodeOptions, filled in and checked; None for PNG
+    hwaccel: str | None
+    opts: Options
+    skipped: bool = False  # --skip-existing found the output there
+
+
+def prepare(
+    input, output, output_dir, opts: Options, warn: Callable[[str], None], sharded: bool = False
+) -> Job:
+    """Probe the input and settle the output: its name, its encoder (opened once to prove it
+    starts), and, unless the job is `sharded` (its workers write into a folder the coordinator
+    checked), that it may be written. Usage and input errors come from here, before any work."""
     inp = Path(input)
     opts.input_fps = input_rate(opts.input_fps, inp)  # exact: 23.976 resumes 24000/1001
     info = probe(inp, opts.input_fps)
@@ -467,21 +491,82 @@ def interpolate_video(
         out = default_output(info, target.label(), png)
         if output_dir is not None:
             out = Path(output_dir) / out.name
+    if sharded and png:
+        raise UsageError("PNG output is written by one process; leave out --devices / --ray")
     if opts.skip_existing and out.exists() and not _empty_dir(out):
-        return Summary(input=str(inp), output=str(out), skipped=True)
+        return Job(inp, info, target, out, png, None, hwaccel, opts, skipped=True)
+    enc = None
     if not png:
+        from .video import hdr
         from .video.sink import EncodeOptions, prepare_encoding
 
+        hdr10 = hdr.parse(info.picture.mastering_display, info.picture.content_light)
+        is_hdr = hdr10 is not None or bool(
+            info.colour and info.colour.transfer in hdr.HDR_TRANSFERS
+        )
         enc = prepare_encoding(
             out,
-            EncodeOptions(opts.codec, opts.crf, opts.preset, opts.pix_fmt),
+            EncodeOptions(opts.codec, opts.crf, opts.preset, opts.pix_fmt, hdr10),
             info.width,
             info.height,
             target.write_rate,
             info.bits,
+            is_hdr,
         )
-    check_output(out, opts.force, inp, png)
-    clean_leftovers(out)
+        if hdr10 is not None and enc.codec not in hdr.HDR_ENCODERS:
+            warn(
+                f"--codec {enc.codec} cannot carry HDR10 mastering-display/light-level metadata; "
+                "dropped (libx265 or libsvtav1 keep it)"
+            )
+    if not sharded:
+        check_output(out, opts.force, inp, png)
+        clean_leftovers(out)
+    return Job(inp, info, target, out, png, enc, hwaccel, opts)
+
+
+def interpolate_video(
+    input: str | Path,
+    output: str | Path | None = None,
+    *,
+    output_dir: str | Path | None = None,
+    engine_factory: Callable[[bool], object] | None = None,
+    progress: Callable[[int], None] | None = None,
+    total: Callable[[int | None], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+    stop: StopRequest | None = None,
+    shard=None,
+    **options,
+) -> Summary:
+    """Interpolate one video or image directory. Options are those of `Options` plus, when no
+    engine_factory is given, those of `Interpolator` (model, device, precision, scale, batch_size).
+    With a `shard` (rife_cli.shards), only its part is made, into its folder of segments beside
+    `output` (which must be given); whoever cut the input checks the output and joins the shards."""
+    started = clock.perf_counter()
+    warn = warn or (lambda msg: None)
+    engine_keys = {
+        "model",
+        "device",
+        "precision",
+        "scale",
+        "batch_size",
+        "offline",
+        "notice",
+        "compile",
+    }
+    engine_opts = {k: options.pop(k) for k in list(options) if k in engine_keys}
+    job = prepare(input, output, output_dir, Options(**options), warn, sharded=shard is not None)
+    inp, info, target, out, png, enc, hwaccel, opts = (
+        job.inp,
+        job.info,
+        job.target,
+        job.out,
+        job.png,
+        job.enc,
+        job.hwaccel,
+        job.opts,
+    )
+    if job.skipped:
+        return Summary(input=str(inp), output=str(out), skipped=True)
 
     f = target.factor
     need_any = f.denominator != 1 or (f.numerator & (f.numerator - 1)) != 0 or info.vfr
@@ -508,9 +593,19 @@ def interpolate_video(
 
         sink, journal = ImageSink(part, info.bits), None
     else:
-        sink, journal = _open_segments(inp, out, info, target, engine, opts, enc, warn)
+        sink, journal = _open_segments(inp, out, info, target, engine, opts, enc, warn, shard)
     run = _Run(
-        info, target, engine, opts, png, progress, warn, stop=stop, journal=journal, hwaccel=hwaccel
+        info,
+        target,
+        engine,
+        opts,
+        png,
+        progress,
+        warn,
+        stop=stop,
+        journal=journal,
+        hwaccel=hwaccel,
+        shard=shard,
     )
     src_q = ByteQueue(opts.queue_bytes, run.cancel)
     out_q = ByteQueue(opts.queue_bytes, run.cancel)
@@ -522,7 +617,7 @@ def interpolate_video(
         reader.start()
         writer.start()
         try:
-            run.infer(src_q, out_q, end_hold=not png)
+            run.infer(src_q, out_q, end_hold=not png and (shard is None or shard.last))
             out_q.put(DONE)
             if run.stopped:
                 run.cancel.set()  # the reader may be blocked on a full queue
@@ -549,7 +644,9 @@ def interpolate_video(
         if run.cancel.is_set():
             raise OutputError(f"{out}: run cancelled")
         sink.close()
-        if png:
+        if shard is not None:
+            shard.done_marker(out).touch()
+        elif png:
             if _empty_dir(out):
                 out.rmdir()  # the empty folder check_output took
             elif out.exists() and opts.force:
@@ -558,19 +655,12 @@ def interpolate_video(
                 raise OutputError(f"{out}: appeared during the run; use --force to overwrite")
             os.replace(part, out)
         else:
-            from .video.mux import mux
-
-            keep = not opts.slowmo and (info.has_audio or info.has_subtitles)
-            if opts.slowmo and info.has_audio:
-                warn("--slowmo: audio dropped (its duration would not match)")
-            report = mux(sink.files(), inp if keep else None, part, container_of(out), warn)
-            audio = report.audio
-            os.replace(part, out)
+            audio = finish_video(sink.files(), inp, info, out, opts.slowmo, run.video_start, warn)
             shutil.rmtree(journal.folder, ignore_errors=True)
         ok = True
     except (InputError, ModelError, UsageError):
         # The input itself is at fault: nothing worth resuming.
-        if journal is not None:
+        if journal is not None and shard is None:
             shutil.rmtree(journal.folder, ignore_errors=True)
         raise
     finally:
@@ -605,7 +695,34 @@ def interpolate_video(
     )
 
 
-def _open_segments(inp, out, info, target, engine, opts, enc, warn):
+def finish_video(
+    segments: list[Path],
+    inp: Path,
+    info: SourceInfo,
+    out: Path,
+    slowmo: bool,
+    video_start: Fraction,
+    warn: Callable[[str], None],
+) -> list[str]:
+    """The output file from its video segments and the source's other tracks, written beside it
+    and renamed into place. Returns the audio tracks as carried (codec names)."""
+    from .video.mux import Keep, mux
+    from .video.sink import container_of
+
+    tracks = not slowmo and not info.is_images
+    if slowmo and info.has_audio:
+        warn("--slowmo: audio dropped (its duration would not match)")
+    keep = Keep(inp if tracks else None, video_start, info.picture.display_matrix)
+    part = part_path(out)
+    try:
+        report = mux(segments, keep, part, container_of(out), warn)
+        os.replace(part, out)
+    finally:
+        part.unlink(missing_ok=True)
+    return report.audio
+
+
+def _open_segments(inp, out, info, target, engine, opts, enc, warn, shard=None):
     """The segment writer and its journal: continued with --resume, else started afresh."""
     from .video.sink import VideoSink, container_of
 
@@ -625,7 +742,8 @@ def _open_segments(inp, out, info, target, engine, opts, enc, warn):
         scale=str(engine.scale),
         codec=enc.codec,
     )
-    journal = open_journal(out, inp, fingerprint, opts.resume, opts.force)
+    folder = shard.folder(out) if shard is not None else None
+    journal = open_journal(out, inp, fingerprint, opts.resume, opts.force, folder)
     if journal.segments:
         n = len(journal.segments)
         warn(f"resuming {out.name} after {journal.frames_out} frames ({n} segments)")
@@ -634,7 +752,15 @@ def _open_segments(inp, out, info, target, engine, opts, enc, warn):
 
     def segment(path: Path) -> VideoSink:
         return VideoSink(
-            path, info.width, info.height, target.write_rate, colour, info.bits, enc, fmt
+            path,
+            info.width,
+            info.height,
+            target.write_rate,
+            colour,
+            info.bits,
+            enc,
+            fmt,
+            info.picture.sar,
         )
 
     return SegmentedSink(journal, segment, out.suffix), journal

@@ -101,9 +101,12 @@ class Journal:
         return cls(folder, data["input"], data["options"], kept)
 
 
-def open_journal(out: Path, inp: Path, options: dict, resume: bool, force: bool) -> Journal:
-    """The journal to continue (with --resume) or a fresh one; a mismatch is refused."""
-    folder = work_dir_for(out)
+def open_journal(
+    out: Path, inp: Path, options: dict, resume: bool, force: bool, folder: Path | None = None
+) -> Journal:
+    """The journal to continue (with --resume) or a fresh one; a mismatch is refused. `folder`:
+    where it lives (default: the output's resume folder; a shard's own inside it)."""
+    folder = folder or work_dir_for(out)
     ident = input_identity(inp)
     if resume and folder.is_dir():
         old = Journal.load(folder)
@@ -120,7 +123,7 @@ def open_journal(out: Path, inp: Path, options: dict, resume: bool, force: bool)
             )
     if folder.exists():
         shutil.rmtree(folder)
-    folder.mkdir()
+    folder.mkdir(parents=True)
     j = Journal(folder, ident, options)
     j.save()
     return j

@@ -21,6 +21,20 @@ class BlendNet(torch.nn.Module):
         return a * (1 - t) + b * t
 
 
+class SlowBlendNet(BlendNet):
+    """BlendNet taking `delay` seconds a call: a run long enough to be interrupted in the middle."""
+
+    def __init__(self, delay: float = 0.02):
+        super().__init__()
+        self.delay = delay
+
+    def forward(self, a, b, t, scale=1.0):
+        import time
+
+        time.sleep(self.delay)
+        return super().forward(a, b, t, scale)
+
+
 def blend_engine(batch_size: int = 2):
     from rife_cli.engine import Interpolator
 

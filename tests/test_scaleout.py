@@ -1,0 +1,202 @@
+"""--devices and --ray: one input cut into shards made by worker processes (or Ray actors) and
+joined, several inputs spread over workers; the output is the one a single process makes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from clips import BlendNet, SlowBlendNet, blend_engine, decode
+from media import Clip, Track, make_clip, read_media
+
+from rife_cli.errors import RifeError, UsageError
+from rife_cli.pipeline import interpolate_video
+from rife_cli.resume import work_dir_for
+from rife_cli.scaleout import interpolate_files, interpolate_sharded, parse_devices
+from rife_cli.shards import cut
+
+OPTIONS = {"exp": 1, "codec": "ffv1", "scene_threshold": 0.2}
+
+
+def engine_config(net=None) -> dict:
+    return {"model": "blend", "network": net or BlendNet(), "precision": "fp32", "batch_size": 2}
+
+
+def source(tmp_path: Path, n: int = 40, name: str = "in.mkv") -> Path:
+    clip = Clip(".mkv", rate=Fraction(24000, 1001), n=n, audio=[Track()])
+    return make_clip(tmp_path / name, clip)
+
+
+def one_process(src: Path, out: Path, **options):
+    return interpolate_video(
+        src, out, engine_factory=lambda need: blend_engine(), **{**OPTIONS, **options}
+    )
+
+
+def same_video(a: Path, b: Path) -> None:
+    fa, ta, _ = decode(a)
+    fb, tb, _ = decode(b)
+    assert len(fa) == len(fb)
+    assert ta == tb
+    for i, (x, y) in enumerate(zip(fa, fb)):
+        assert np.array_equal(x, y), i
+
+
+def test_cut_covers_the_input_once():
+    shards = cut(Fraction(1, 10), Fraction(25), 100, None, 3)
+    assert [s.first for s in shards] == [None, Fraction(1, 10) + Fraction(33, 25),
+                                         Fraction(1, 10) + Fraction(67, 25)]  # fmt: skip
+    assert [s.end for s in shards] == [s.first for s in shards[1:]] + [None]
+    assert shards[-1].last and not shards[0].last
+    assert len(cut(Fraction(0), Fraction(25), 12, None, 4)) == 1  # too short to cut in four
+
+
+def test_devices_are_named_and_checked():
+    assert parse_devices("cpu,cpu") == ["cpu", "cpu"]
+    with pytest.raises(UsageError, match="cuda"):
+        parse_devices("cuda:7")
+    with pytest.raises(UsageError):
+        parse_devices(" , ")
+
+
+def test_two_workers_make_the_same_output_as_one_process(tmp_path):
+    src = source(tmp_path)
+    one = one_process(src, tmp_path / "one.mkv")
+    warnings: list[str] = []
+    done = []
+    two = interpolate_sharded(
+        src,
+        tmp_path / "two.mkv",
+        ["cpu", "cpu"],
+        engine_config(),
+        OPTIONS,
+        progress=done.append,
+        warn=warnings.append,
+    )
+    same_video(tmp_path / "one.mkv", tmp_path / "two.mkv")
+    assert two.frames_out == one.frames_out == 80
+    assert done and done[-1] == 80  # progress of the whole job
+    a, b = read_media(tmp_path / "one.mkv"), read_media(tmp_path / "two.mkv")
+    assert a.tracks == b.tracks and b.tracks[0][0] == "audio"
+    assert not work_dir_for(tmp_path / "two.mkv").exists()
+    assert not any("error" in w for w in warnings)
+
+
+def _kill_a_worker_once_it_has_a_segment(out: Path, killed: list) -> None:
+    folder = work_dir_for(out) / "shard_001"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if list(folder.glob("seg_*.mkv")):
+            for p in multiprocessing.active_children():
+                if p.name.startswith("rife-"):
+                    os.kill(p.pid, signal.SIGKILL)
+                    killed.append(p.pid)
+                    return
+        time.sleep(0.005)
+
+
+def test_a_killed_worker_fails_its_shard_and_resume_finishes_the_job(tmp_path, monkeypatch):
+    monkeypatch.setenv("RIFE_SEGMENT_FRAMES", "6")
+    src = source(tmp_path, n=80)
+    one_process(src, tmp_path / "one.mkv")
+    out = tmp_path / "two.mkv"
+    options = {**OPTIONS, "segment_frames": 6, "segment_seconds": 0}
+    killed: list = []
+    watcher = threading.Thread(target=_kill_a_worker_once_it_has_a_segment, args=(out, killed))
+    watcher.start()
+    with pytest.raises(RifeError, match="--resume") as err:
+        interpolate_sharded(src, out, ["cpu", "cpu"], engine_config(SlowBlendNet()), options)
+    watcher.join()
+    assert killed, "no worker was running to kill"
+    assert "died" in str(err.value) or "failed" in str(err.value)
+    assert not out.exists()
+    assert list(work_dir_for(out).glob("shard_*/seg_*.mkv"))  # finished work kept
+    notes: list[str] = []
+    with pytest.raises(UsageError, match="other options"):  # another engine: not this job
+        interpolate_sharded(src, out, ["cpu", "cpu"], engine_config(), {**options, "resume": True})
+    interpolate_sharded(
+        src,
+        out,
+        ["cpu"],  # fewer devices than shards now: they run one after the other
+        engine_config(SlowBlendNet(0)),
+        {**options, "resume": True},
+        warn=notes.append,
+    )
+    assert any("resuming" in n for n in notes)
+    same_video(tmp_path / "one.mkv", out)
+
+
+def test_a_stop_request_stops_every_worker(tmp_path):
+    from rife_cli.errors import Interrupted
+    from rife_cli.pipeline import StopRequest
+
+    src = source(tmp_path, n=60)
+    out = tmp_path / "o.mkv"
+    stop = StopRequest()
+    timer = threading.Timer(3.0, stop.request, args=(143,))
+    timer.start()
+    options = {**OPTIONS, "segment_frames": 6, "segment_seconds": 0}
+    with pytest.raises(Interrupted) as err:
+        interpolate_sharded(
+            src, out, ["cpu", "cpu"], engine_config(SlowBlendNet(0.2)), options, stop=stop
+        )
+    timer.cancel()
+    assert err.value.exit_code == 143 and "--resume" in str(err.value)
+    assert not multiprocessing.active_children()
+    assert not out.exists()
+
+
+def test_several_files_are_spread_over_the_workers(tmp_path):
+    srcs = [source(tmp_path, n=12, name=f"in{i}.mkv") for i in range(3)]
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    ended: dict = {}
+    interpolate_files(
+        srcs,
+        outdir,
+        ["cpu", "cpu"],
+        engine_config(),
+        OPTIONS,
+        warn=lambda m: None,
+        on_done=lambda inp, summary, error: ended.__setitem__(inp, (summary, error)),
+    )
+    assert sorted(ended) == sorted(srcs)
+    for src in srcs:
+        summary, error = ended[src]
+        assert error is None and summary.frames_out == 24
+        ref = one_process(src, tmp_path / f"ref_{src.stem}.mkv")
+        same_video(Path(summary.output), Path(ref.output))
+
+
+@pytest.mark.slow
+def test_ray_local_cluster_makes_the_same_output(tmp_path):
+    ray = pytest.importorskip("ray")
+    from rife_cli.ray_runner import ray_runner
+
+    src = source(tmp_path)
+    one_process(src, tmp_path / "one.mkv")
+    tests_dir = str(Path(__file__).parent)
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={
+            "env_vars": {"PYTHONPATH": tests_dir + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        },
+    )
+    try:
+        runner, devices = ray_runner("local", "cpu,cpu")
+        s = interpolate_sharded(
+            src, tmp_path / "ray.mkv", devices, engine_config(), OPTIONS, runner=runner
+        )
+        assert s.frames_out == 80
+        same_video(tmp_path / "one.mkv", tmp_path / "ray.mkv")
+    finally:
+        ray.shutdown()
