@@ -200,3 +200,25 @@ def test_ray_local_cluster_makes_the_same_output(tmp_path):
         same_video(tmp_path / "one.mkv", tmp_path / "ray.mkv")
     finally:
         ray.shutdown()
+
+
+def test_a_variable_rate_input_is_cut_by_time_and_joins_the_same(tmp_path):
+    from clips import make_video
+
+    pts = [0, 40, 80, 200, 240, 280, 320, 360, 400, 520, 560, 600, 640, 680, 720, 760, 800]
+    pts += [840 + 40 * k for k in range(12)]
+    src = make_video(
+        tmp_path / "vfr.mkv",
+        n=len(pts),
+        w=64,
+        h=48,
+        codec="ffv1",
+        pts=pts,
+        time_base=Fraction(1, 1000),
+        rate=Fraction(25),
+    )
+    options = {**OPTIONS, "fps": "50", "exp": None}
+    one = one_process(src, tmp_path / "one.mkv", **{"fps": "50", "exp": None})
+    two = interpolate_sharded(src, tmp_path / "two.mkv", ["cpu", "cpu"], engine_config(), options)
+    assert two.frames_out == one.frames_out
+    same_video(tmp_path / "one.mkv", tmp_path / "two.mkv")
