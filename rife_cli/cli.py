@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -32,6 +33,20 @@ def fail(msg: str, code: int = EXIT_FAILED):
     sys.exit(code)
 
 
+def quit_now(msg: str, code: int):
+    """Exit at once (a second Ctrl-C): not through Python's exit, which would first wait for the
+    threads still at work (a batch being made, lanes) to finish it."""
+    if debug():
+        import traceback
+
+        traceback.print_exc()
+    click.echo(f"rife: error: {msg}", err=True)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 def reported(fn):
     """Turn the tool's errors into one line and an exit code; RIFE_DEBUG=1 shows the traceback."""
 
@@ -42,6 +57,8 @@ def reported(fn):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise  # Click prints these itself (usage errors: exit 2)
         except RifeError as exc:
+            if getattr(exc, "hard", False):
+                quit_now(str(exc), exc.exit_code)
             if debug():
                 raise
             fail(str(exc), exc.exit_code)
@@ -188,14 +205,16 @@ def main():
 )
 @click.option("--multi", type=int, default=None, help="Make M - 1 evenly spaced frames between.")
 @click.option("--ratio", type=float, default=None, help="Make one frame at time T in (0, 1).")
+@click.option("--force", is_flag=True, help="Overwrite files already in the output directory.")
 @model_options
 @reported
-def frames(img0, img1, output, exp, multi, ratio, **model_opts):
+def frames(img0, img1, output, exp, multi, ratio, force, **model_opts):
     """Make frames between two images IMG0 and IMG1.
 
     Writes IMG0, the made frames and IMG1 into the output directory as 000.png, 001.png, ...
     (the input's format: PNG 8/16-bit, JPEG, TIFF, EXR float). An alpha channel is carried
-    through, blended linearly with the same t as the colour; grayscale stays grayscale.
+    through, blended linearly with the same t as the colour; grayscale stays grayscale. A file
+    already there under one of those names is an error unless --force is given.
 
     \b
     Examples:
@@ -214,6 +233,7 @@ def frames(img0, img1, output, exp, multi, ratio, **model_opts):
         ratio,
         lambda need: build_interpolator(**model_opts, need_any_timestep=need),
         need_any,
+        force,
     )
     notice(f"wrote {len(written)} frames to {output}")
 
@@ -259,7 +279,8 @@ def _install_stop_handlers():
     def on_signal(signum, frame):
         code = EXIT_SIGTERM if signum == signal.SIGTERM else EXIT_SIGINT
         if stop.is_set():
-            raise Interrupted(code)
+            stop.hard = True  # the pipeline then waits for nothing still in flight
+            raise Interrupted(code, "interrupted at once", hard=True)
         stop.request(code)
         notice("stopping after the current pair (again to quit at once)")
 
@@ -286,6 +307,13 @@ def _install_stop_handlers():
 )
 @click.option("--multi", type=int, default=None, help="Multiply the frame rate by M (3 uses v4.0).")
 @click.option("--fps", default=None, metavar="F", help="Target rate: 60, 59.94, 60000/1001.")
+@click.option(
+    "--input-fps",
+    default=None,
+    metavar="RATE",
+    help="Rate of an image folder (default 25): 24, 23.976 (= 24000/1001), 30000/1001. "
+    "Not for videos, whose rate comes from the file.",
+)
 @click.option(
     "--slowmo", is_flag=True, help="Write at the source rate: slow motion (audio is dropped)."
 )
@@ -359,6 +387,7 @@ def interpolate(
     exp,
     multi,
     fps,
+    input_fps,
     slowmo,
     scene_threshold,
     montage,
@@ -389,6 +418,7 @@ def interpolate(
       rife interpolate --exp 2 input.mp4          # 4x, input_4x_100fps.mp4 beside it
       rife interpolate --fps 60 clip.mkv -o out.mkv
       rife interpolate frames_dir/ -o out/ --png
+      rife interpolate frames_dir/ --input-fps 23.976 -o out.mkv
     """
     import json
 
@@ -413,6 +443,11 @@ def interpolate(
     from .batch import expand_inputs, summary_table
 
     jobs = expand_inputs(list(inputs))
+    if input_fps is not None:
+        from .pipeline import input_rate
+
+        for inp in jobs:  # a video among the inputs: refused before any work
+            input_rate(input_fps, inp)
     if jobs and devices is None and ray_address is None:
         _prefault_for_cpu_run(jobs[0], model_opts["device"])
     several = len(jobs) > 1
@@ -428,6 +463,7 @@ def interpolate(
         "exp": exp,
         "multi": multi,
         "fps": fps,
+        "input_fps": input_fps,
         "slowmo": slowmo,
         "scene_threshold": scene_threshold,
         "montage": montage,
@@ -490,10 +526,15 @@ def interpolate(
         )
         if summary.bad_packets:
             notice(f"{inp}: {summary.bad_packets} corrupt packets skipped")
+        if summary.resized_frames:
+            notice(f"{inp}: {summary.resized_frames} frames of another size skipped")
         if not quiet:
+            rate_note = ""
+            if inp.is_dir() and input_fps is None:
+                rate_note = " (an image folder's default rate; --input-fps sets it)"
             notice(
                 f"{summary.input} -> {summary.output}: {summary.frames_in} -> {summary.frames_out} frames, "
-                f"{summary.fps_in} -> {summary.fps_out} fps, {summary.duration:.3f} s, "
+                f"{summary.fps_in} -> {summary.fps_out} fps{rate_note}, {summary.duration:.3f} s, "
                 f"{summary.scene_cuts} scene cuts, {summary.seconds:.1f} s on {summary.device} "
                 f"({summary.model}, {summary.precision})"
             )

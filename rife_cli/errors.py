@@ -32,8 +32,10 @@ class ResourceError(RifeError):
 
 
 class Interrupted(RifeError):
-    """Stopped by SIGINT (130) or SIGTERM (143)."""
+    """Stopped by SIGINT (130) or SIGTERM (143). `hard`: a second signal, to quit at once without
+    waiting for work in flight."""
 
-    def __init__(self, signum_exit: int = 130, message: str = "interrupted"):
+    def __init__(self, signum_exit: int = 130, message: str = "interrupted", hard: bool = False):
         super().__init__(message)
         self.exit_code = signum_exit
+        self.hard = hard

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, UsageError
+from .errors import InputError, OutputError, UsageError
 from .timing import check_exp, check_multi, one_of
 from .video.images import blend_alpha, merge, read_image, split_alpha, write_image
 
@@ -53,11 +53,24 @@ def make_frames(
     ratio: float | None,
     build: Callable[[bool], object],
     need_any_timestep: bool,
+    force: bool = False,
 ) -> list[Path]:
+    """IMG0, the frames at `ts` (or at `ratio`) and IMG1 as out_dir/000.png, ... Files already
+    there under those names are replaced only with `force`."""
     im0, im1 = read_image(p0), read_image(p1)
     _check_pair(p0, im0, p1, im1)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"-o {out_dir}: exists and is not a directory")
+    paths = _output_paths(out_dir, p0, 2 + (len(ts) if ts is not None else 1))
+    inputs = {p0.resolve(), p1.resolve()}
+    if any(p.resolve() in inputs for p in paths):
+        raise UsageError(
+            f"-o {out_dir}: the frames would overwrite an input; choose another folder"
+        )
+    if not force:
+        taken = next((p for p in paths if p.exists() or p.is_symlink()), None)
+        if taken is not None:
+            raise OutputError(f"{taken}: exists; use --force to overwrite")
     engine = build(need_any_timestep)
     if ts is None:
         ts = [engine.timestep_for_ratio(ratio)]
@@ -77,11 +90,13 @@ def make_frames(
     frames.append(im1)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    ext = p0.suffix.lower() if p0.suffix else ".png"
-    width = max(3, len(str(len(frames) - 1)))
-    written = []
-    for i, frame in enumerate(frames):
-        path = out_dir / f"{i:0{width}d}{ext}"
+    for path, frame in zip(paths, frames, strict=True):
         write_image(path, frame)
-        written.append(path)
-    return written
+    return paths
+
+
+def _output_paths(out_dir: Path, p0: Path, n: int) -> list[Path]:
+    """000.png, 001.png, ... (at least three digits), in IMG0's format."""
+    ext = p0.suffix.lower() if p0.suffix else ".png"
+    width = max(3, len(str(n - 1)))
+    return [out_dir / f"{i:0{width}d}{ext}" for i in range(n)]

@@ -29,7 +29,7 @@ from .resume import (
     SegmentedSink,
     open_journal,
 )
-from .timing import Plan, Slot, Timing
+from .timing import Plan, Slot, Timing, parse_rate
 from .video.images import as_bgr, blend_alpha, merge
 from .video.source import SourceFrame, SourceInfo, probe, read_frames
 from .workers import DONE, ByteQueue, Cancelled, Worker
@@ -55,6 +55,7 @@ class Summary:
     precision: str = ""
     audio: list[str] = field(default_factory=list)
     bad_packets: int = 0  # corrupt packets skipped while decoding
+    resized_frames: int = 0  # decoded frames of another size than the stream's, skipped
     skipped: bool = False  # --skip-existing found the output already there
     fp32_fallbacks: int = 0  # pairs redone in fp32 because half precision overflowed
     hwaccel: str | None = None  # the device that decoded the video (--hwaccel); None: software
@@ -80,6 +81,7 @@ class Options:
     resume: bool = False
     skip_existing: bool = False
     hwaccel: str | None = None  # decode the video on this device ("cuda": NVDEC)
+    input_fps: str | Fraction | None = None  # rate of an image folder (default 25)
     queue_bytes: int = QUEUE_BYTES
     segment_frames: int = SEGMENT_FRAMES
     segment_seconds: float = SEGMENT_SECONDS
@@ -109,7 +111,30 @@ def clean_leftovers(out: Path) -> None:
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
-def check_output(out: Path, force: bool, inp: Path) -> None:
+def _empty_dir(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
+
+
+def input_rate(input_fps: str | Fraction | None, inp: Path) -> Fraction | None:
+    """--input-fps as an exact rate; only an image folder takes one (a video has its own)."""
+    if input_fps is None:
+        return None
+    if inp.exists() and not inp.is_dir():
+        raise UsageError(
+            f"--input-fps sets the rate of an image folder; {inp} is a video, "
+            "whose rate comes from the file"
+        )
+    if isinstance(input_fps, Fraction):
+        return input_fps
+    try:
+        return parse_rate(str(input_fps))
+    except ValueError as exc:
+        raise UsageError(f"--input-fps {exc}") from None
+
+
+def check_output(out: Path, force: bool, inp: Path, png: bool = False) -> None:
+    """Before any work: the output can be written. An empty folder is taken for a PNG sequence
+    (the user made it for one); anything else already there needs --force."""
     parent = out.parent
     if out.resolve() == inp.resolve():
         raise UsageError(f"-o {out}: is the input; rife never writes over its input")
@@ -119,7 +144,7 @@ def check_output(out: Path, force: bool, inp: Path) -> None:
         raise OutputError(f"{out}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise OutputError(f"{out}: directory {parent} is not writable")
-    if out.exists() and not force:
+    if out.exists() and not force and not (png and _empty_dir(out)):
         raise OutputError(f"{out}: exists; use --force to overwrite")
     if out.is_dir() and any(not FRAME_NAME.fullmatch(p.name) for p in out.iterdir()):
         # --force replaces a folder of our own frames, never a folder holding anything else.
@@ -142,6 +167,7 @@ class StopRequest:
     def __init__(self):
         self.event = threading.Event()
         self.exit_code = 130
+        self.hard = False  # a second signal: quit at once, waiting for nothing in flight
 
     def request(self, exit_code: int) -> None:
         self.exit_code = exit_code
@@ -186,7 +212,7 @@ class _Run:
         if journal is not None:
             self.clock = SegmentClock(opts.segment_frames, opts.segment_seconds)
         self.stopped = False
-        self.stats: dict = {"bad_packets": 0}
+        self.stats: dict = {"bad_packets": 0, "resized_frames": 0}
         self.hwaccel: str | None = hwaccel
         self.shard = shard
         self.enough = threading.Event()  # set by inference: the shard's last pair is in hand
@@ -275,7 +301,7 @@ class _Run:
                         self.stopped = True
                         return
                 self.add_pair(batch, prev, frame, plan)
-                if sum(1 for p in batch if not p[3]) >= self.engine.batch_size:
+                if self.batch_full(batch):
                     self.flush(batch, out_q)
                     batch = []
             prev = frame
@@ -294,6 +320,14 @@ class _Run:
         for slot in plan.tail(prev.time, end):
             self.emit(out_q, slot.index, prev.image, prev.original)
         out_q.put(SegmentCut(prev.index + 1, self.segment_cuts))
+
+    def batch_full(self, batch) -> bool:
+        """A batch goes to the engine once batch_size of its pairs need the network. Pairs that do
+        not (scene cuts, pairs whose output frames are all source frames) count too, against twice
+        that: a long run of them (a slideshow, a high --scene-threshold) flows on to the writer
+        instead of piling up here with all its frames."""
+        size = self.engine.batch_size
+        return len(batch) >= 2 * size or sum(map(_needs_network, batch)) >= size
 
     def add_pair(self, batch: list, prev: SourceFrame, frame: SourceFrame, plan: Plan) -> None:
         """The pair (prev, frame) with its output slots and whether it is a scene cut."""
@@ -338,10 +372,11 @@ class _Run:
         batch, made = self.pending.popleft()
         self.emit_batch(batch, made.result(), q)
 
-    def close(self) -> None:
-        """Wait for the batch workers, if any, and stop them."""
+    def close(self, wait: bool = True) -> None:
+        """Stop the batch workers, if any: waiting for the batches they are making, or (when told
+        to quit at once) leaving them to finish on their own."""
         if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool.shutdown(wait=wait, cancel_futures=True)
             self.pool = None
 
     def make(self, batch) -> dict[tuple[int, Fraction], np.ndarray]:
@@ -349,9 +384,7 @@ class _Run:
         calling thread (on CUDA on its own stream)."""
         from .engine import Request
 
-        need = [
-            i for i, (_, _, slots, cut) in enumerate(batch) if not cut and any(s.t for s in slots)
-        ]
+        need = [i for i, pair in enumerate(batch) if _needs_network(pair)]
         made: dict[tuple[int, Fraction], np.ndarray] = {}
         if not need:
             return made
@@ -394,6 +427,12 @@ class _Run:
         return color
 
 
+def _needs_network(pair) -> bool:
+    """A (previous, next, slots, cut) pair has frames to make: not a cut, and some t > 0."""
+    _, _, slots, cut = pair
+    return not cut and any(s.t for s in slots)
+
+
 @dataclass
 class _Skipped:
     """A source frame already covered by a finished segment: only its place in time matters."""
@@ -424,7 +463,8 @@ def prepare(
     starts), and, unless the job is `sharded` (its workers write into a folder the coordinator
     checked), that it may be written. Usage and input errors come from here, before any work."""
     inp = Path(input)
-    info = probe(inp)
+    opts.input_fps = input_rate(opts.input_fps, inp)  # exact: 23.976 resumes 24000/1001
+    info = probe(inp, opts.input_fps)
     hwaccel = None
     if opts.hwaccel and not info.is_images:
         from .video.source import check_hwaccel
@@ -453,7 +493,7 @@ def prepare(
             out = Path(output_dir) / out.name
     if sharded and png:
         raise UsageError("PNG output is written by one process; leave out --devices / --ray")
-    if opts.skip_existing and out.exists():
+    if opts.skip_existing and out.exists() and not _empty_dir(out):
         return Job(inp, info, target, out, png, None, hwaccel, opts, skipped=True)
     enc = None
     if not png:
@@ -479,7 +519,7 @@ def prepare(
                 "dropped (libx265 or libsvtav1 keep it)"
             )
     if not sharded:
-        check_output(out, opts.force, inp)
+        check_output(out, opts.force, inp, png)
         clean_leftovers(out)
     return Job(inp, info, target, out, png, enc, hwaccel, opts)
 
@@ -587,15 +627,19 @@ def interpolate_video(
             run.cancel.set()
             raise
         finally:
-            run.close()
-            _join(reader, writer)
+            try:
+                run.close(wait=not (stop is not None and stop.hard))
+            finally:
+                _join(reader, writer)
         writer.check()
         if run.stopped:
             from .errors import Interrupted
 
-            raise Interrupted(
-                stop.exit_code, f"interrupted; the same command with --resume continues {out.name}"
-            )
+            if png:  # nothing is kept of a PNG sequence, and --resume refuses one
+                why = f"interrupted; PNG output restarts: run the same command again for {out.name}"
+            else:
+                why = f"interrupted; the same command with --resume continues {out.name}"
+            raise Interrupted(stop.exit_code, why)
         reader.check()
         if run.cancel.is_set():
             raise OutputError(f"{out}: run cancelled")
@@ -603,8 +647,12 @@ def interpolate_video(
         if shard is not None:
             shard.done_marker(out).touch()
         elif png:
-            if out.exists() and opts.force:
+            if _empty_dir(out):
+                out.rmdir()  # the empty folder check_output took
+            elif out.exists() and opts.force:
                 shutil.rmtree(out) if out.is_dir() else out.unlink()
+            elif out.exists():
+                raise OutputError(f"{out}: appeared during the run; use --force to overwrite")
             os.replace(part, out)
         else:
             audio = finish_video(sink.files(), inp, info, out, opts.slowmo, run.video_start, warn)
@@ -616,7 +664,7 @@ def interpolate_video(
             shutil.rmtree(journal.folder, ignore_errors=True)
         raise
     finally:
-        if hasattr(engine, "close"):
+        if hasattr(engine, "close") and not (stop is not None and stop.hard):
             engine.close()  # its CPU lanes' threads; they start again if the engine is used again
         if not ok:
             sink.abort()
@@ -641,6 +689,7 @@ def interpolate_video(
         precision=engine.precision,
         audio=audio,
         bad_packets=run.stats["bad_packets"],
+        resized_frames=run.stats["resized_frames"],
         fp32_fallbacks=getattr(engine, "fp32_fallbacks", 0) - fallbacks_before,
         hwaccel=hwaccel,
     )

@@ -369,6 +369,7 @@ def interpolate_sharded(
         precision=first.precision,
         audio=audio,
         bad_packets=sum(p.bad_packets for p in parts),
+        resized_frames=sum(p.resized_frames for p in parts),
         fp32_fallbacks=sum(p.fp32_fallbacks for p in parts),
         hwaccel=first.hwaccel,
     )

@@ -4,6 +4,7 @@ leaves the input untouched; random damage to a clip never hangs or crashes."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import threading
@@ -13,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from clips import blend_engine, interpolate_blended, make_video, moving_frame
+from clips import blend_engine, decode, interpolate_blended, make_video, moving_frame
 
 from rife_cli.cli import main
 from rife_cli.errors import RifeError
@@ -172,22 +173,63 @@ def test_single_frame_video(tmp_path):
 
 
 def test_corrupt_middle_continues_with_count(tmp_path):
+    """Two packets in the middle whose pictures are garbage (their container framing intact):
+    the decoder rejects exactly those two, says so, and the rest is decoded; the output still
+    lasts as long as the input."""
     src = make_video(tmp_path / "a.mkv", n=40, w=128, h=72)
     data = bytearray(src.read_bytes())
-    rng = random.Random(1)
-    for _ in range(200):
-        i = rng.randrange(len(data) // 3, 2 * len(data) // 3)
-        data[i] ^= 0xFF
+    with av.open(str(src)) as c:
+        packets = [(p.pos, p.size) for p in c.demux(c.streams.video[0]) if p.size]
+    assert len(packets) == 40
+    for k in (10, 30):
+        pos, size = packets[k]
+        data[pos + 4 : pos + size] = b"\xff" * (size - 4)  # after the NAL unit's length
     bad = tmp_path / "bad.mkv"
     bad.write_bytes(bytes(data))
     warnings = []
-    s = interpolate_blended(
-        bad,
-        tmp_path / "o.mkv",
-        exp=1,
-        warn=warnings.append,
-    )
-    assert s.frames_out > 0
+    s = interpolate_blended(bad, tmp_path / "o.mkv", exp=1, warn=warnings.append)
+    assert (s.bad_packets, s.frames_in, s.frames_out) == (2, 38, 80)
+    assert len(decode(tmp_path / "o.mkv")[0]) == 80
+    assert [w for w in warnings if "corrupt packet skipped" in w] == warnings
+    assert len(warnings) == 2 and all(str(bad) in w for w in warnings), warnings
+
+
+def concatenated_sizes(tmp_path):
+    """An MPEG-TS stream whose pictures change size mid-stream (as joined broadcast recordings
+    do): 10 frames at 128x72, 6 at 96x64, 8 at 128x72, timestamps running on."""
+    from fractions import Fraction
+
+    data = b""
+    for start, n, (w, h) in ((0, 10, (128, 72)), (10, 6, (96, 64)), (16, 8, (128, 72))):
+        part = tmp_path / f"part{start}.ts"
+        with av.open(str(part), "w", format="mpegts") as c:
+            v = c.add_stream("libx264", rate=25)
+            v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+            v.codec_context.options = {"crf": "12", "preset": "ultrafast"}
+            for i in range(start, start + n):
+                f = av.VideoFrame.from_ndarray(moving_frame(i, w, h), format="rgb24")
+                f.pts, f.time_base = i, Fraction(1, 25)
+                c.mux(v.encode(f))
+            c.mux(v.encode(None))
+        data += part.read_bytes()
+        part.unlink()
+    return write(tmp_path / "joined.ts", data)
+
+
+def test_frames_of_another_size_are_counted_and_warned_once(tmp_path):
+    src = concatenated_sizes(tmp_path)
+    warnings = []
+    s = interpolate_blended(src, tmp_path / "o.mkv", exp=1, codec="ffv1", warn=warnings.append)
+    assert (s.resized_frames, s.bad_packets, s.frames_in) == (6, 0, 18)
+    assert s.frames_out == len(decode(tmp_path / "o.mkv")[0]) == 48  # 24 frames' time, at 50 fps
+    assert len(warnings) == 1, warnings
+    assert "frame 10 changed size to 96x64 (the stream is 128x72)" in warnings[0]
+    res = cli("interpolate", src, "-o", tmp_path / "cli.mkv", "--json", "--model", "v4.0")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert (summary["resized_frames"], summary["bad_packets"]) == (6, 0)
+    assert res.output.count("changed size") == 1
+    assert "6 frames of another size skipped" in res.output
 
 
 def run_with_timeout(fn, seconds):

@@ -154,3 +154,34 @@ def test_inputs_untouched(tmp_path):
     res = run("frames", tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path)
     assert res.exit_code == 0
     assert (tmp_path / "a.png").read_bytes() == before
+
+
+def test_existing_files_need_force(tmp_path):
+    """Files already in the output folder under the names to be written are never overwritten
+    without --force: a one-line error naming the first, and nothing written."""
+    a, b = pair()
+    im0, im1 = small(cv2.imread(str(a))), small(cv2.imread(str(b)))
+    cv2.imwrite(str(tmp_path / "a.png"), im0)
+    cv2.imwrite(str(tmp_path / "b.png"), im1)
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "001.png").write_bytes(b"keep me")
+    (out / "002.png").write_bytes(b"and me")
+    res = run("frames", tmp_path / "a.png", tmp_path / "b.png", "-o", out, "--model", "v4.0")
+    assert res.exit_code == 1, res.output
+    assert f"{out / '001.png'}: exists; use --force to overwrite" in res.output
+    assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output
+    assert sorted(p.name for p in out.iterdir()) == ["001.png", "002.png"]
+    assert (out / "001.png").read_bytes() == b"keep me"
+    res = run(
+        "frames", tmp_path / "a.png", tmp_path / "b.png", "-o", out, "--model", "v4.0", "--force"
+    )
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == ["000.png", "001.png", "002.png"]
+    assert np.array_equal(cv2.imread(str(out / "002.png")), im1)
+    # other names in the folder are no obstacle; and never the inputs, even with --force
+    res = run("frames", tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path, "--model", "v4.0")
+    assert res.exit_code == 0, res.output
+    (tmp_path / "001.png").rename(tmp_path / "x.png")
+    res = run("frames", tmp_path / "000.png", tmp_path / "002.png", "-o", tmp_path, "--force")
+    assert res.exit_code == 2 and "would overwrite an input" in res.output, res.output

@@ -14,7 +14,7 @@ import pytest
 from clips import decode, interpolate_blended, make_video
 
 from rife_cli.errors import Interrupted, UsageError
-from rife_cli.pipeline import StopRequest
+from rife_cli.pipeline import TMP_TAG, StopRequest
 from rife_cli.resume import work_dir_for
 
 
@@ -206,3 +206,103 @@ def test_memory_flat_over_a_long_clip(tmp_path):
         queue_bytes=8 << 20,
     )
     assert marks[2990] - marks[500] < 40 * 1024, marks  # under 40 MiB of growth
+
+
+def test_interrupted_png_run_says_to_rerun_not_resume(tmp_path):
+    """--resume is refused for PNG output, so an interrupted PNG run must not point to it: the
+    message says to run the same command again, and that works."""
+    import cv2
+    from clips import moving_frame
+
+    seq = tmp_path / "seq"
+    seq.mkdir()
+    for i in range(20):
+        cv2.imwrite(str(seq / f"{i}.png"), moving_frame(i, 64, 48))
+    stop = StopRequest()
+
+    def progress(done):
+        if done == 10:
+            stop.request(130)
+
+    with pytest.raises(Interrupted) as exc:
+        interpolate_blended(seq, tmp_path / "out", png=True, exp=1, stop=stop, progress=progress)
+    msg = str(exc.value)
+    assert "--resume" not in msg and "run the same command again" in msg, msg
+    assert "PNG output restarts" in msg
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seq"]  # nothing half-written
+    with pytest.raises(UsageError, match="--resume works for video outputs"):
+        interpolate_blended(seq, tmp_path / "out", png=True, exp=1, resume=True)
+    s = interpolate_blended(seq, tmp_path / "out", png=True, exp=1)  # what the message says
+    assert s.frames_out == 39 == len(list((tmp_path / "out").iterdir()))
+
+
+# A `rife interpolate` whose second batch never finishes (as a long batch on a slow device), that
+# sends itself Ctrl-C twice once that batch is being made: the second must quit at once.
+SECOND_CTRL_C = r"""
+import os, signal, sys, threading, time
+
+sys.path.insert(0, sys.argv[3])
+from clips import BlendNet
+
+from rife_cli import cli
+from rife_cli.engine import Interpolator
+
+# two lanes: two batches in flight, as on CUDA or a CPU with two cores or more
+engine = Interpolator(
+    model="blend", device="cpu", precision="fp32", network=BlendNet(), batch_size=1, lanes=2
+)
+real_make, calls, entered, never = engine.make, [], threading.Event(), threading.Event()
+
+
+def make(*args, **kwargs):
+    calls.append(1)
+    if len(calls) > 1:
+        entered.set()
+        never.wait()
+    return real_make(*args, **kwargs)
+
+
+engine.make = make
+cli.build_interpolator = lambda *args, **kwargs: engine
+stops, install = [], cli._install_stop_handlers
+cli._install_stop_handlers = lambda: stops.append(install()) or stops[-1]
+
+
+def ctrl_c_twice():
+    entered.wait()
+    os.kill(os.getpid(), signal.SIGINT)
+    while not stops[0].is_set():
+        time.sleep(0.01)
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+threading.Thread(target=ctrl_c_twice, daemon=True).start()
+cli.main(["interpolate", sys.argv[1], "-o", sys.argv[2], "-q", "--codec", "ffv1"])
+"""
+
+
+def test_second_ctrl_c_quits_at_once(tmp_path):
+    """The first Ctrl-C waits for the current batch; the second must not: before, the batch
+    workers were waited for (and Python's exit joined them), so it hung as long as the batch."""
+    from pathlib import Path
+
+    src = make_video(tmp_path / "a.mkv", n=20, w=64, h=48, codec="ffv1")
+    out = tmp_path / "o.mkv"
+    tests = Path(__file__).parent
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SECOND_CTRL_C, str(src), str(out), str(tests)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _, err = proc.communicate(timeout=90)  # a hang guard: the batch never finishes
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        pytest.fail(f"the second Ctrl-C did not quit; stderr: {err}")
+    assert proc.returncode == 130, err
+    assert "stopping after the current pair" in err and "interrupted at once" in err, err
+    assert "Traceback" not in err
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if TMP_TAG in p.name] == []

@@ -22,7 +22,7 @@ from .images import list_images, read_image
 
 # Side of the small picture a planes-mode frame's scene thumbnail is averaged from.
 THUMB_SOURCE = 4 * scenes.THUMB
-# Rate given to an image sequence, which has none of its own.
+# Rate given to an image sequence, which has none of its own, unless one is asked for (--input-fps).
 IMAGE_SEQUENCE_RATE = Fraction(25)
 # Packets whose timestamps decide whether a stream is constant-rate (about half a minute at
 # 24 fps; later frames are still snapped to the grid found, or kept as they are if off it).
@@ -120,7 +120,9 @@ def guess_matrix(height: int) -> int:
     return 1 if height >= 720 else 6
 
 
-def probe(path: Path) -> SourceInfo:
+def probe(path: Path, image_rate: Fraction | None = None) -> SourceInfo:
+    """What the input holds. A directory of images is played at `image_rate` (default
+    IMAGE_SEQUENCE_RATE); a video's rate comes from the file."""
     if not path.exists():
         raise InputError(f"{path}: no such file or directory")
     if path.is_dir():
@@ -129,14 +131,15 @@ def probe(path: Path) -> SourceInfo:
             raise InputError(f"{path}: directory holds no images (PNG, JPEG, TIFF, EXR)")
         first = read_image(files[0])
         bits = 16 if first.dtype == np.uint16 else (32 if first.dtype == np.float32 else 8)
+        rate = Fraction(image_rate) if image_rate is not None else IMAGE_SEQUENCE_RATE
         return SourceInfo(
             path,
             True,
             first.shape[1],
             first.shape[0],
-            IMAGE_SEQUENCE_RATE,
+            rate,
             Fraction(0),
-            len(files) / IMAGE_SEQUENCE_RATE,
+            len(files) / rate,
             len(files),
             bits,
             None,
@@ -322,13 +325,15 @@ def read_frames(
     8-bit 4:2:0 pictures come as their YUV planes for the device to convert (rife_cli.colour)
     instead of as BGR images, with a scene thumbnail made here from the small picture. A packet the
     decoder rejects is skipped, counted in stats["bad_packets"], and warned about; the stream goes
-    on (FFmpeg conceals what it can)."""
+    on (FFmpeg conceals what it can). A picture of another size than the stream's is skipped,
+    counted in stats["resized_frames"] and warned about once."""
     if info.is_images:
         yield from (f for f in _read_images(info) if start_at is None or f.time >= start_at)
         return
     seeking = start_at is not None and info.grid is not None and not info.vfr
     stats = stats if stats is not None else {}
     stats.setdefault("bad_packets", 0)
+    stats.setdefault("resized_frames", 0)
     fmt = "bgr48le" if info.bits > 8 else "bgr24"
     colour = info.colour
     index = 0
@@ -347,10 +352,12 @@ def read_frames(
                 c.seek(max(0, math.floor((start_at - 1) / tb)), stream=s, backward=True)
             for frame in _decode_tolerant(c, s, info, warn, stats):
                 if (frame.width, frame.height) != (info.width, info.height):
-                    stats["bad_packets"] += 1
-                    if warn:
+                    stats["resized_frames"] += 1  # not a bad packet: a picture we cannot place
+                    if warn and stats["resized_frames"] == 1:
                         warn(
-                            f"{info.path}: frame {index} changed size to {frame.width}x{frame.height}; skipped"
+                            f"{info.path}: frame {index + stats['resized_frames'] - 1} changed "
+                            f"size to {frame.width}x{frame.height} (the stream is "
+                            f"{info.width}x{info.height}); frames of another size are skipped"
                         )
                     continue
                 time, on_grid = _place(frame, tb, info.grid, origin, last_time, info)
