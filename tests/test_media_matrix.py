@@ -337,3 +337,24 @@ def test_segments_with_b_frames_join_into_one_stream(tmp_path, ext):
     check_doubled(source, out, summary, timesteps, clip)
     check_tracks_in_sync(source, out)
     assert out.times == sorted(out.times)
+
+
+def test_a_file_cut_off_mid_copy_comes_out_shorter_with_a_warning(tmp_path):
+    from clips import make_video
+
+    whole = make_video(tmp_path / "whole.mkv", n=100, w=64, h=48)
+    cut = tmp_path / "cut.mkv"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) * 2 // 5])  # a download or copy that did not finish
+    warnings: list[str] = []
+    summary = interpolate_video(
+        cut, tmp_path / "o.mkv", engine_factory=lambda need: blend_engine(), warn=warnings.append
+    )
+    assert 0 < summary.frames_in < 100 and summary.frames_out == 2 * summary.frames_in
+    said = [w for w in warnings if "the rest could not be read" in w]
+    assert len(said) == 1 and "of the 4.00 s the file states" in said[0]
+    warnings.clear()
+    interpolate_video(
+        whole, tmp_path / "w.mkv", engine_factory=lambda need: blend_engine(), warn=warnings.append
+    )
+    assert warnings == []

@@ -396,10 +396,26 @@ def read_frames(
                     yield SourceFrame(index, time, dur, _bgr(frame, fmt, colour), frame)
                 last_time = time
                 index += 1
+            _warn_if_cut_short(info, last_time, warn)
     except (av.FFmpegError, UnicodeDecodeError, ValueError, OverflowError) as exc:
         raise InputError(
             f"{info.path}: decoding failed after {index} frames ({_ffmpeg_reason(exc)})"
         ) from None
+
+
+def _warn_if_cut_short(info: SourceInfo, last_time: Fraction | None, warn) -> None:
+    """A file whose pictures end well before the time it states is damaged or cut off (a copy that
+    did not finish): the output is only as long as what could be read, so say so."""
+    if warn is None or last_time is None or not info.duration:
+        return
+    step = 1 / info.rate
+    missing = info.start + info.duration - (last_time + step)
+    if missing > max(Fraction(1), 2 * step):
+        warn(
+            f"{info.path}: pictures end at {float(last_time + step - info.start):.2f} s of the "
+            f"{float(info.duration):.2f} s the file states; the rest could not be read "
+            "(a damaged or unfinished file?)"
+        )
 
 
 def _place(frame, tb, grid, origin, last_time, info) -> tuple[Fraction, bool]:
