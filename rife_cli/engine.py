@@ -26,7 +26,7 @@ from .errors import ModelError, ResourceError, UsageError
 from .lanes import Lanes
 from .models import padding, winograd
 from .models.loading import ModelSource, load_network, resolve, resolve_default
-from .models.registry import TIMESTEP_MODEL
+from .models.registry import newest_cached_v4
 
 SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
@@ -139,6 +139,10 @@ class Interpolator:
     # Zero-pad v3.x inner channels (90/45) to a multiple of this, for GPU tensor cores (0: off;
     # rife_cli.models.padding). A benchmark option until measured on a GPU.
     pad_channels: int = 0
+    # 4.0-4.20: each block also run on the reversed pair, the two averaged (model-spec-v4x.md §4).
+    ensemble: bool = False
+    # The version a weights file is taken as where its tensors fit several (--model-version).
+    model_version: str | None = None
     source: ModelSource = field(init=False)
 
     def __post_init__(self):
@@ -158,7 +162,7 @@ class Interpolator:
             self.source = ModelSource(Path("<network>"), self.model or type(net).__name__, True)
         else:
             self.source = resolve(self.model, self.offline, self.notice)
-            net = load_network(self.source.path)
+            net = load_network(self.source, self.model_version, self.ensemble, self.notice)
         self.family: str = net.family
         if self.pad_channels:
             if self.family != "v3":
@@ -510,11 +514,11 @@ def _serial_map(fn: Callable, items: Sequence) -> list:
 
 def interpolator_for(need_any_timestep: bool, model: str | None = None, **kwargs) -> Interpolator:
     """An Interpolator for a timing: when it needs timesteps a v3.x model cannot make and the user
-    named no model, the timestep model is used (said through `notice`)."""
+    named no model, the newest 4.x model in the cache is used, else v4.0 (said through `notice`)."""
     if need_any_timestep and resolve_default(model) is None:
+        model, why = newest_cached_v4()
         if kwargs.get("notice"):
-            kwargs["notice"](f"this timing needs any timestep; using model {TIMESTEP_MODEL}")
-        model = TIMESTEP_MODEL
+            kwargs["notice"](f"this timing needs any timestep; using model {model} ({why})")
     return Interpolator(model=model, **kwargs)
 
 

@@ -83,7 +83,7 @@ class IFBlock(nn.Module):
         else:
             feat = self._trunk(feat)
             up_flow, up_mask = self.conv1[0](feat), self.conv2[0](feat)
-        # fp32 out of the block whatever the convolutions ran in (see IFBlock4.forward).
+        # fp32 out of the block whatever the convolutions ran in (see ifnet_v4x.Block.forward).
         dflow = resize(self.conv1[1:](up_flow).float(), s) * s
         dmask = resize(self.conv2[1:](up_mask).float(), s)
         return dflow, dmask

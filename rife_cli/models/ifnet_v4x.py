@@ -102,7 +102,8 @@ LAYOUTS: tuple[Layout, ...] = (
 VERSIONS: dict[str, Layout] = {v: lay for lay in LAYOUTS for v in lay.versions}
 
 
-def _version_key(v: str) -> tuple:
+def version_key(v: str) -> tuple:
+    """Sort key: 4.9 < 4.10 < 4.25 < 4.25.heavy < 4.25.lite < 4.26."""
     major, minor, *rest = v.split(".")
     return (int(major), int(minor), rest[0] if rest else "")
 
@@ -328,4 +329,4 @@ class IFNetV4x(nn.Module):
 
 
 def newest_first(versions) -> list[str]:
-    return sorted(versions, key=_version_key, reverse=True)
+    return sorted(versions, key=version_key, reverse=True)
