@@ -3,6 +3,7 @@ named 4.x models fetched from a URL with a recorded sha256, --ensemble and --mod
 
 from __future__ import annotations
 
+import functools
 import http.server
 import json
 import threading
@@ -274,3 +275,127 @@ def test_bf16_close_to_fp32_for_4x():
     full = engine_for(net).interpolate(*frames(), [0.5])[0]
     half = engine_for(net, "bf16").interpolate(*frames(), [0.5])[0]
     assert psnr(half, full) >= 35, psnr(half, full)
+
+
+# ----- named 4.x models: fetched from a URL, sha256 recorded at the first download
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """An empty model cache of its own (the session's cache must not gain 4.x models)."""
+    h = tmp_path / "home"
+    monkeypatch.setenv("RIFE_HOME", str(h))
+    return h
+
+
+@pytest.fixture
+def mirror(tmp_path):
+    """A folder served over HTTP on localhost, standing in for the release URL."""
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield folder, f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def cli(*args, env=None):
+    return CliRunner().invoke(main, [str(a) for a in args], env=env)
+
+
+def test_fetch_from_served_folder_records_and_checks_sha256(home, mirror, monkeypatch):
+    import hashlib
+
+    folder, url = mirror
+    p = weights_file("4.15.lite", folder)
+    sha = hashlib.sha256(p.read_bytes()).hexdigest()
+    monkeypatch.setenv("RIFE_MODEL_MIRROR", url)
+    res = cli("models", "fetch", "v4.15.lite")
+    assert res.exit_code == 0, res.output
+    cached = home / "v4.15.lite" / "flownet.pkl"
+    assert cached.read_bytes() == p.read_bytes()
+    assert (home / "v4.15.lite" / "flownet.pkl.sha256").read_text().split()[0] == sha
+    listing = cli("models").output
+    assert f"sha256 {sha}" in listing and "v4.26.heavy" in listing
+    # later loads are checked against the record
+    a, b = GOLDEN4 / "frame0.png", GOLDEN4 / "frame1.png"
+    res = cli("frames", a, b, "--model", "v4.15.lite", "--ratio", "0.3", "-o", home / "o")
+    assert res.exit_code == 0, res.output
+    data = bytearray(cached.read_bytes())
+    data[-100] ^= 1
+    cached.write_bytes(bytes(data))
+    res = cli("frames", a, b, "--model", "v4.15.lite", "-o", home / "o2")
+    assert res.exit_code == 1
+    assert "differs from the" in res.output and "rife models fetch v4.15.lite" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+
+
+def test_fetch_from_file_url_refuses_the_wrong_layout(home, tmp_path, monkeypatch):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    weights_file("4.6", folder, "flownet_v4.5.pkl")  # 4.6's tensors under 4.5's name
+    monkeypatch.setenv("RIFE_MODEL_MIRROR", folder.as_uri())
+    res = cli("models", "fetch", "v4.5")
+    assert res.exit_code == 1
+    assert "does not hold model v4.5" in res.output and "nothing was cached" in res.output
+    assert not (home / "v4.5" / "flownet.pkl").exists()
+    assert list((home / "v4.5").iterdir()) == []
+
+
+def test_missing_model_offline_or_unreachable_is_one_line_with_url(home, monkeypatch):
+    a, b = GOLDEN4 / "frame0.png", GOLDEN4 / "frame1.png"
+    res = cli("frames", a, b, "--model", "v4.26", "--offline", "-o", home / "o")
+    assert res.exit_code == 1
+    line = res.output.strip()
+    assert "\n" not in line and "rife models fetch v4.26" in line
+    assert "https://github.com/HolyWu/vs-rife/releases/download/model/flownet_v4.26.pkl" in line
+    monkeypatch.setenv("RIFE_MODEL_MIRROR", "http://127.0.0.1:9/")  # nothing listens there
+    res = cli("frames", a, b, "--model", "v4.26", "-o", home / "o")
+    assert res.exit_code == 1 and "could not be downloaded" in res.output
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("rife: error:")]
+    assert len(errors) == 1 and "rife models fetch v4.26" in errors[0]
+    assert "http://127.0.0.1:9/flownet_v4.26.pkl" in errors[0] and "Traceback" not in res.output
+    assert not (home / "o").exists()
+
+
+def test_hand_copied_model_gets_its_sha256_recorded(home):
+    (home / "v4.26").mkdir(parents=True)
+    weights_file("4.26", home / "v4.26", "flownet.pkl")
+    a, b = GOLDEN4 / "frame0.png", GOLDEN4 / "frame1.png"
+    res = cli("frames", a, b, "--model", "v4.26", "--offline", "--ratio", "0.3", "-o", home / "o")
+    assert res.exit_code == 0, res.output
+    assert "recorded sha256" in res.stderr
+    assert (home / "v4.26" / "flownet.pkl.sha256").is_file()
+
+
+def test_timing_needing_v4_takes_the_newest_cached_4x(home):
+    from rife_cli.models.registry import newest_cached_v4
+
+    assert newest_cached_v4()[0] == "v4.0"
+    for name in ("v4.22", "v4.26.heavy", "v4.25.lite", "v4.26"):
+        (home / name).mkdir(parents=True)
+        weights_file(name[1:], home / name, "flownet.pkl")
+    model, why = newest_cached_v4()
+    assert model == "v4.26" and "newest" in why
+    a, b = GOLDEN4 / "frame0.png", GOLDEN4 / "frame1.png"
+    res = cli("frames", a, b, "--multi", "3", "--offline", "-o", home / "o")
+    assert res.exit_code == 0, res.output
+    assert "using model v4.26 (the newest 4.x model in the cache)" in res.stderr
+
+
+def test_interpolate_json_names_the_recognised_version(tmp_path):
+    from clips import make_video
+
+    clip = make_video(tmp_path / "c.mp4", n=3, w=64, h=48)
+    p = weights_file("4.17.lite", tmp_path, "flownet.pkl")
+    res = cli("interpolate", clip, "--model", p, "-o", tmp_path / "o.mp4", "--json", "-q")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["model"] == f"v4.15.lite/v4.16.lite/v4.17.lite (recognised from {p})"
