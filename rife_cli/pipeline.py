@@ -175,6 +175,7 @@ class _Run:
         done = journal.segments if journal is not None else []
         self.skip_until = journal.next_src if journal is not None else 0
         self.frames_in = 0
+        self.video_start = Fraction(0)  # source time of the first frame: the output's 0
         self.frames_out = sum(seg.n_out for seg in done)
         self.cuts = sum(seg.cuts for seg in done)
         self.segment_cuts = 0
@@ -230,6 +231,7 @@ class _Run:
             self.frames_in += 1
             if plan is None:
                 plan = Plan(self.target.rate, frame.time)
+                self.video_start = frame.time
             if isinstance(frame, _Skipped):
                 continue  # inside a segment finished by an earlier run
             if prev is not None:
@@ -432,14 +434,24 @@ def interpolate_video(
     if not png:
         from .video.sink import EncodeOptions, prepare_encoding
 
+        from .video import hdr
+
+        hdr10 = hdr.parse(info.picture.mastering_display, info.picture.content_light)
+        is_hdr = hdr10 is not None or bool(info.colour and info.colour.transfer in hdr.HDR_TRANSFERS)
         enc = prepare_encoding(
             out,
-            EncodeOptions(opts.codec, opts.crf, opts.preset, opts.pix_fmt),
+            EncodeOptions(opts.codec, opts.crf, opts.preset, opts.pix_fmt, hdr10),
             info.width,
             info.height,
             target.write_rate,
             info.bits,
+            is_hdr,
         )
+        if hdr10 is not None and enc.codec not in hdr.HDR_ENCODERS:
+            warn(
+                f"--codec {enc.codec} cannot carry HDR10 mastering-display/light-level metadata; "
+                "dropped (libx265 or libsvtav1 keep it)"
+            )
     check_output(out, opts.force, inp)
     clean_leftovers(out)
 
@@ -512,10 +524,13 @@ def interpolate_video(
         else:
             from .video.mux import mux
 
-            keep = not opts.slowmo and (info.has_audio or info.has_subtitles)
+            from .video.mux import Keep
+
+            tracks = not opts.slowmo and not info.is_images
             if opts.slowmo and info.has_audio:
                 warn("--slowmo: audio dropped (its duration would not match)")
-            report = mux(sink.files(), inp if keep else None, part, container_of(out), warn)
+            keep = Keep(inp if tracks else None, run.video_start, info.picture.display_matrix)
+            report = mux(sink.files(), keep, part, container_of(out), warn)
             audio = report.audio
             os.replace(part, out)
             shutil.rmtree(journal.folder, ignore_errors=True)
@@ -585,7 +600,15 @@ def _open_segments(inp, out, info, target, engine, opts, enc, warn):
 
     def segment(path: Path) -> VideoSink:
         return VideoSink(
-            path, info.width, info.height, target.write_rate, colour, info.bits, enc, fmt
+            path,
+            info.width,
+            info.height,
+            target.write_rate,
+            colour,
+            info.bits,
+            enc,
+            fmt,
+            info.picture.sar,
         )
 
     return SegmentedSink(journal, segment, out.suffix), journal

@@ -1,4 +1,9 @@
-"""The final file: the encoded video plus the source's audio, subtitles and chapters, by stream copy."""
+"""The final file: the encoded video plus the source's audio, subtitles, attachments, chapters and
+descriptive metadata, by stream copy, on the source's timeline.
+
+The output starts at the source's first video frame: every other track is moved by the same
+amount (`video_start`), so it keeps its offset to the video exactly as in the source.
+"""
 
 from __future__ import annotations
 
@@ -16,73 +21,122 @@ from .sink import supported_codecs
 
 # Re-encoding target per container when the source's audio codec cannot be copied into it.
 AUDIO_FALLBACK = {"mp4": "aac", "mov": "aac", "webm": "libopus", "matroska": "aac"}
+# Containers that hold attachments (fonts that ASS subtitles need).
+HOLDS_ATTACHMENTS = {"matroska"}
+# Tags that describe the old file's encoding or size, not its content: never carried over.
+STALE_TAGS = {
+    "encoder",
+    "major_brand",
+    "minor_version",
+    "compatible_brands",
+    "duration",
+    "vendor_id",
+    "handler_name",
+    "creation_time",
+}
+STALE_PREFIXES = ("_statistics", "number_of_", "bps")
 
 
 @dataclass
 class MuxReport:
     audio: list[str] = field(default_factory=list)  # codec names, "a->b" when re-encoded
     subtitles: list[str] = field(default_factory=list)
-    dropped: list[str] = field(default_factory=list)
+    attachments: int = 0
+    dropped: list[str] = field(default_factory=list)  # what the container could not hold
 
 
 @dataclass
 class Route:
     out: av.stream.Stream
+    offset: int  # the video's start, in ticks of the input stream's time base
     resampler: av.AudioResampler | None = None  # set when the stream is re-encoded
+    next_pts: int | None = None  # re-encoding: pts of the next output sample
 
 
-def _packets(container, streams, gid: int):
-    """(time, input id, order, packet) for the given streams, in file order."""
-    for n, packet in enumerate(container.demux(streams)):
+def kept_tags(metadata: dict) -> dict:
+    """A stream's or file's descriptive tags (language, title, ...), without the encoding ones."""
+    return {
+        k: v
+        for k, v in metadata.items()
+        if k.lower() not in STALE_TAGS and not k.lower().startswith(STALE_PREFIXES)
+    }
+
+
+def _shifted_packets(container, routes: dict, gid: int):
+    """(time, input id, order, packet) for the routed streams in file order, moved so that the
+    video's first frame is at 0; packets that end before that are left out."""
+    for n, packet in enumerate(container.demux(list(routes))):
         if packet.size == 0:
             continue
+        off = routes[packet.stream].offset
+        if packet.pts is not None:
+            packet.pts -= off
+        if packet.dts is not None:
+            packet.dts -= off
+        tb = packet.time_base
+        if packet.pts is not None and tb:
+            # One that ends at the video's start stays: it can be an encoder's priming packet
+            # (AAC's first 1024 samples), without which the next would be trimmed instead.
+            if packet.pts + (packet.duration or 0) < 0:
+                continue
         t = packet.dts if packet.dts is not None else packet.pts
-        time = Fraction(t) * packet.time_base if t is not None and packet.time_base else Fraction(0)
+        time = Fraction(t) * tb if t is not None and tb else Fraction(0)
         yield time, gid, n, packet
 
 
-def _segment_packets(paths: list[Path], ostream, gid: int):
-    """Video packets of the segments in order, as (time, input id, order, packet) for `ostream`.
+def _segment_packets(paths: list[Path]):
+    """Video packets of the segments in order, as (time, input id, order, packet).
 
-    Each segment was encoded on its own, so a decoding timestamp may step back at a joint by
-    the encoder's reorder delay; it is nudged forward (never past its pts) to stay monotonic."""
+    Each segment was encoded on its own. Matroska stores no decoding times: where a segment's are
+    missing they are rebuilt from its presentation times (the k-th smallest pts, less the
+    reorder delay, so that none is after its pts). A decoding time that steps back at a joint (by
+    the encoder's reorder delay) is nudged forward, never past its pts, to stay monotonic."""
     last_dts = None
     n = 0
     for path in paths:
         with av.open(str(path), metadata_errors="replace") as c:
             s = c.streams.video[0]
-            for packet in c.demux(s):
-                if packet.size == 0:
-                    continue
+            packets = [p for p in c.demux(s) if p.size]
+            if any(p.dts is None for p in packets) and all(p.pts is not None for p in packets):
+                order = sorted(p.pts for p in packets)
+                delay = max(0, *(k - p.pts for k, p in zip(order, packets)))
+                for k, p in zip(order, packets):
+                    p.dts = k - delay
+            for packet in packets:
                 tb = Fraction(packet.time_base)
                 if packet.dts is not None:
                     if last_dts is not None and packet.dts * tb <= last_dts:
                         packet.dts = min(packet.pts, math.floor(last_dts / tb) + 1)
                     last_dts = time = packet.dts * tb
-                elif last_dts is not None:
-                    time = last_dts  # Matroska leaves the first dts unset
                 else:
                     time = Fraction(packet.pts or 0) * tb
                 n += 1
-                yield time, gid, n, packet
+                yield time, 0, n, packet
 
 
-def mux(
-    video_paths: list[Path], source: Path | None, out: Path, fmt: str, warn: Callable[[str], None]
-) -> MuxReport:
-    """Write `out` (format `fmt`) from the encoded video segments and, if `source` is given, its
-    audio, subtitles and chapters. Trouble with those never fails the video: it is written alone."""
-    if source is not None:
+@dataclass
+class Keep:
+    """What of the source goes into the output besides the video."""
+
+    source: Path | None  # None: video only (--slowmo, image sequences)
+    video_start: Fraction = Fraction(0)  # source time of the first video frame
+    display_matrix: tuple[int, ...] | None = None  # the source's rotation/flip, kept
+
+
+def mux(video_paths: list[Path], keep: Keep, out: Path, fmt: str, warn: Callable[[str], None]):
+    """Write `out` (format `fmt`) from the encoded video segments and what `keep` names of the
+    source. Trouble with the other tracks never fails the video: it is then written alone."""
+    if keep.source is not None:
         try:
-            return _mux(video_paths, source, out, fmt, warn)
+            return _mux(video_paths, keep, out, fmt, warn)
         except (av.FFmpegError, AttributeError, ValueError, TypeError, UnicodeDecodeError) as exc:
             warn(
                 f"audio/subtitles could not be carried over ({type(exc).__name__}: {exc}); video only"
             )
-    return _mux(video_paths, None, out, fmt, warn)
+    return _mux(video_paths, Keep(None, keep.video_start, keep.display_matrix), out, fmt, warn)
 
 
-def _mux(video_paths, source, out, fmt, warn) -> MuxReport:
+def _mux(video_paths, keep: Keep, out, fmt, warn) -> MuxReport:
     report = MuxReport()
     with (
         av.open(str(video_paths[0]), metadata_errors="replace") as first,
@@ -91,17 +145,26 @@ def _mux(video_paths, source, out, fmt, warn) -> MuxReport:
         # opaque: take the codec as it was read, so no encoder is looked up (this FFmpeg has an
         # AV1 encoder but no AV1 decoder under the encoder's name: the lookup would fail)
         vout = dst.add_stream_from_template(first.streams.video[0], opaque=True)
-        feeds = [_segment_packets(video_paths, vout, 0)]
+        if keep.display_matrix is not None:
+            vout.set_display_matrix(list(keep.display_matrix))
+        feeds = [_segment_packets(video_paths)]
         routes = {}
-        src = _open_quietly(source, warn) if source is not None else None
+        src = _open_quietly(keep.source, warn) if keep.source is not None else None
         try:
             if src is not None:
-                routes = _map_streams(src, dst, fmt, report, warn)
+                dst.metadata.update(kept_tags(src.metadata))
+                if src.streams.video:
+                    vout.metadata.update(kept_tags(src.streams.video[0].metadata))
+                    vout.disposition = src.streams.video[0].disposition
+                routes = _map_streams(src, dst, fmt, keep.video_start, report, warn)
+                _copy_attachments(src, dst, fmt, report, warn)
                 if routes:
-                    feeds.append(_packets(src, list(routes), 1))
-                _copy_chapters(src, dst, warn)
+                    feeds.append(_shifted_packets(src, routes, 1))
+                _copy_chapters(src, dst, keep.video_start, warn)
+            if report.dropped:
+                warn(f".{out.suffix.lstrip('.')} cannot hold {', '.join(report.dropped)}; dropped")
             for _, gid, _, packet in heapq.merge(*feeds, key=lambda x: x[:3]):
-                route = Route(vout) if gid == 0 else routes[packet.stream]
+                route = Route(vout, 0) if gid == 0 else routes[packet.stream]
                 if route.resampler is None:
                     packet.stream = route.out
                     dst.mux(packet)
@@ -124,58 +187,111 @@ def _open_quietly(path: Path, warn):
         return None
 
 
-def _copy_chapters(src, dst, warn) -> None:
+def _copy_chapters(src, dst, video_start: Fraction, warn) -> None:
+    """Chapters, moved with the rest of the timeline; those that end before the video starts go."""
     try:
-        chapters = src.chapters()
+        chapters = []
+        for ch in src.chapters():
+            tb = Fraction(ch["time_base"])
+            off = round(video_start / tb)
+            start, end = ch["start"] - off, ch["end"] - off
+            if end <= 0:
+                continue
+            chapters.append({**ch, "start": max(0, start), "end": end})
         if chapters:
             dst.set_chapters(chapters)
-    except (av.FFmpegError, AttributeError, TypeError, ValueError) as exc:
+    except (av.FFmpegError, AttributeError, TypeError, ValueError, KeyError) as exc:
         warn(f"chapters not carried over: {exc}")
 
 
-def _map_streams(src, dst, fmt, report: MuxReport, warn) -> dict:
+def _copy_attachments(src, dst, fmt, report: MuxReport, warn) -> None:
+    """Matroska attachments (fonts for ASS subtitles), into a container that holds them."""
+    attachments = list(src.streams.attachments)
+    if not attachments:
+        return
+    if fmt not in HOLDS_ATTACHMENTS:
+        names = ", ".join(a.name or "?" for a in attachments)
+        report.dropped.append(f"{len(attachments)} attachment(s) ({names})")
+        return
+    for a in attachments:
+        try:
+            dst.add_attachment(a.name or f"attachment{a.index}", a.mimetype or "", bytes(a.data))
+            report.attachments += 1
+        except (av.FFmpegError, ValueError, TypeError) as exc:
+            warn(f"attachment {a.name} not carried over: {exc}")
+
+
+def _describe(s) -> str:
+    lang = s.metadata.get("language")
+    name = s.codec_context.name if s.codec_context is not None else "unknown codec"
+    return f"{s.type} track {s.index} ({name}{', ' + lang if lang else ''})"
+
+
+def _map_streams(src, dst, fmt, video_start: Fraction, report: MuxReport, warn) -> dict:
     ok = supported_codecs(fmt)
     routes = {}
     for s in itertools.chain(src.streams.audio, src.streams.subtitles):
         if s.codec_context is None:
-            warn(f"stream {s.index} has no codec this FFmpeg knows; dropped")
+            report.dropped.append(_describe(s))
             continue
+        offset = round(video_start / Fraction(s.time_base)) if s.time_base else 0
         name = s.codec_context.name
+        out = None
         if name in ok:
             try:
-                routes[s] = Route(dst.add_stream_from_template(s))
+                out = dst.add_stream_from_template(s)
+                routes[s] = Route(out, offset)
                 (report.audio if s.type == "audio" else report.subtitles).append(name)
-                continue
             except (av.FFmpegError, ValueError) as exc:
                 warn(f"stream {s.index} ({name}) not copied: {exc}")
-        if s.type != "audio":
-            warn(f"subtitle stream {s.index} ({name}) cannot go into .{fmt}; dropped")
-            report.dropped.append(name)
+        if out is None and s.type != "audio":
+            report.dropped.append(_describe(s))
             continue
-        codec = AUDIO_FALLBACK.get(fmt, "aac")
-        try:
-            rate = s.codec_context.sample_rate or 48000
-            if codec == "libopus" and rate not in (8000, 12000, 16000, 24000, 48000):
-                rate = 48000
-            o = dst.add_stream(codec, rate=rate)
-            layout = s.codec_context.layout.name if s.codec_context.layout else "stereo"
-            o.layout = layout
-            sample_fmt = o.codec_context.codec.audio_formats[0].name
-            o.format = sample_fmt
-            routes[s] = Route(o, av.AudioResampler(format=sample_fmt, layout=layout, rate=rate))
-            report.audio.append(f"{name}->{codec}")
-            warn(f"audio stream {s.index} ({name}) cannot go into .{fmt}; re-encoded as {codec}")
-        except (av.FFmpegError, ValueError) as exc:
-            warn(f"audio stream {s.index} ({name}) dropped: {exc}")
-            report.dropped.append(name)
+        if out is None:
+            out = _reencoder(s, dst, fmt, offset, routes, report, warn)
+        if out is not None:
+            out.metadata.update(kept_tags(s.metadata))
+            out.disposition = s.disposition
     return routes
 
 
+def _reencoder(s, dst, fmt, offset, routes, report: MuxReport, warn):
+    """An audio stream the container cannot hold, re-encoded into one it can."""
+    name = s.codec_context.name
+    codec = AUDIO_FALLBACK.get(fmt, "aac")
+    try:
+        rate = s.codec_context.sample_rate or 48000
+        if codec == "libopus" and rate not in (8000, 12000, 16000, 24000, 48000):
+            rate = 48000
+        o = dst.add_stream(codec, rate=rate)
+        layout = s.codec_context.layout.name if s.codec_context.layout else "stereo"
+        o.layout = layout
+        sample_fmt = o.codec_context.codec.audio_formats[0].name
+        o.format = sample_fmt
+        routes[s] = Route(o, offset, av.AudioResampler(format=sample_fmt, layout=layout, rate=rate))
+        report.audio.append(f"{name}->{codec}")
+        warn(f"audio stream {s.index} ({name}) cannot go into .{fmt}; re-encoded as {codec}")
+        return o
+    except (av.FFmpegError, ValueError) as exc:
+        warn(f"audio stream {s.index} ({name}) dropped: {exc}")
+        report.dropped.append(_describe(s))
+        return None
+
+
 def _transcode(packet, route: Route, dst, warn) -> None:
+    """Decode, resample and encode one (already shifted) audio packet, its samples timed from
+    the first one kept, so the re-encoded track keeps its offset to the video."""
+    rate = route.out.codec_context.sample_rate
     try:
         for frame in packet.decode():
+            if route.next_pts is None:
+                start = Fraction(frame.pts) * frame.time_base if frame.pts is not None else 0
+                if start + Fraction(frame.samples, frame.sample_rate) <= 0:
+                    continue  # wholly before the video's first frame
+                route.next_pts = round(start * rate)
             for f in route.resampler.resample(frame):
-                f.pts = None
+                f.pts, f.time_base = route.next_pts, Fraction(1, rate)
+                route.next_pts += f.samples
                 dst.mux(route.out.encode(f))
     except av.FFmpegError as exc:
         warn(f"audio packet skipped: {exc}")

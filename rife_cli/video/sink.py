@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 from dataclasses import dataclass, replace
@@ -15,6 +16,7 @@ from ..errors import OutputError, UsageError
 
 # SVT-AV1 writes a banner per encoder to stderr unless told to report errors only.
 os.environ.setdefault("SVT_LOG", "1")
+from .hdr import HDR_ENCODERS, Hdr10, encoder_params
 from .images import write_image
 from .source import SWS_FLAGS, Colour, sws_matrix
 
@@ -37,7 +39,7 @@ EIGHT_BIT = {
 }
 
 
-DEFAULT_CODEC = {"webm": "libsvtav1"}  # else libx264
+DEFAULT_CODEC = {"webm": "libsvtav1"}  # else libx264; libx265 for HDR sources (see hdr.py)
 
 
 @dataclass
@@ -46,6 +48,7 @@ class EncodeOptions:
     crf: int | None = None
     preset: str | None = None
     pix_fmt: str | None = None
+    hdr: Hdr10 | None = None  # HDR10 metadata to write (libx265, libsvtav1)
 
 
 def container_of(path: Path) -> str | None:
@@ -59,16 +62,40 @@ def supported_codecs(fmt: str) -> set[str]:
 
 
 def prepare_encoding(
-    path: Path, opts: EncodeOptions, width: int, height: int, rate: Fraction, bits: int
+    path: Path,
+    opts: EncodeOptions,
+    width: int,
+    height: int,
+    rate: Fraction,
+    bits: int,
+    hdr: bool = False,
 ) -> EncodeOptions:
     """Before any work: the options with codec and pixel format filled in, checked against this
-    FFmpeg, the container and the frame size, and the encoder opened once to prove it starts."""
-    codec = opts.codec or DEFAULT_CODEC.get(container_of(path), "libx264")
+    FFmpeg, the container and the frame size, and the encoder opened once to prove it starts.
+    An HDR source (`hdr`) gets an encoder that can say so (HEVC; AV1 in WebM)."""
+    fallback = "libx265" if hdr and bits > 8 else "libx264"
+    codec = opts.codec or DEFAULT_CODEC.get(container_of(path), fallback)
     opts = replace(opts, codec=codec, pix_fmt=opts.pix_fmt or default_pix_fmt(codec, bits))
     _check_codec(path, opts)
     _check_frame_size(width, height, opts.pix_fmt)
     _check_encoder_opens(width, height, rate, opts)
+    _check_header(path, width, height, rate, opts)
     return opts
+
+
+def _check_header(path: Path, width: int, height: int, rate: Fraction, opts: EncodeOptions) -> None:
+    """The container writes a header for this stream: FFmpeg lists some codecs for a muxer that
+    then has no tag for them (AV1 and VP9 in .mov)."""
+    try:
+        with av.open(io.BytesIO(), "w", format=container_of(path)) as c:
+            s = c.add_stream(opts.codec, rate=rate)
+            s.width, s.height, s.pix_fmt = width, height, opts.pix_fmt
+            s.codec_context.options = encoder_options(opts)
+            c.start_encoding()
+    except (av.FFmpegError, ValueError, OSError):
+        raise UsageError(
+            f"--codec {opts.codec} cannot go into {path.suffix}; use .mkv or another codec"
+        ) from None
 
 
 def _check_codec(path: Path, opts: EncodeOptions) -> None:
@@ -123,6 +150,10 @@ def encoder_options(opts: EncodeOptions) -> dict[str, str]:
         options.setdefault("preset", "fast")
     if opts.codec == "libx265":
         options["x265-params"] = "log-level=error"  # x265 prints its banner to stderr otherwise
+    if opts.hdr is not None and opts.codec in HDR_ENCODERS:
+        key = HDR_ENCODERS[opts.codec]
+        params = [p for p in (options.get(key), encoder_params(opts.codec, opts.hdr)) if p]
+        options[key] = ":".join(params)
     return options
 
 
@@ -158,6 +189,7 @@ class VideoSink:
         bits: int,
         opts: EncodeOptions,
         fmt: str = "matroska",
+        sar: Fraction | None = None,
     ):
         self.path = path
         self.colour = colour
@@ -172,6 +204,8 @@ class VideoSink:
             cc = s.codec_context
             cc.colorspace, cc.color_range = colour.matrix, colour.range
             cc.color_primaries, cc.color_trc = colour.primaries, colour.transfer
+            if sar is not None:
+                cc.sample_aspect_ratio = sar  # anamorphic pictures stay as wide as they were
             cc.options = encoder_options(opts)
             self.stream = s
         except (av.FFmpegError, ValueError) as exc:

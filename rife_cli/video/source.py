@@ -16,12 +16,16 @@ from .. import scenes
 from ..colour import FORMATS as DEVICE_FORMATS
 from ..colour import Yuv420, chroma_cosited
 from ..errors import InputError, UsageError
+from .grid import Grid, candidate_rates, find_grid
 from .images import list_images, read_image
 
 # Side of the small picture a planes-mode frame's scene thumbnail is averaged from.
 THUMB_SOURCE = 4 * scenes.THUMB
 # Rate given to an image sequence, which has none of its own.
 IMAGE_SEQUENCE_RATE = Fraction(25)
+# Packets whose timestamps decide whether a stream is constant-rate (about half a minute at
+# 24 fps; later frames are still snapped to the grid found, or kept as they are if off it).
+SCAN_PACKETS = 720
 
 
 @dataclass
@@ -52,6 +56,20 @@ class SourceInfo:
     has_audio: bool = False
     has_subtitles: bool = False
     vfr: bool = False
+    # The exact grid the frame times are snapped to (see grid.py); None: placed by timestamps.
+    grid: Grid | None = None
+    picture: Picture = field(default_factory=lambda: Picture())
+
+
+@dataclass
+class Picture:
+    """What the source says about how its pictures are shown, kept on the output."""
+
+    display_matrix: tuple[int, ...] | None = None  # FFmpeg's 3x3 layout (rotation, flips)
+    rotation: int = 0  # degrees counter-clockwise, as FFmpeg reports it
+    sar: Fraction | None = None  # sample aspect ratio, when not square
+    mastering_display: bytes | None = None  # HDR10 side data, FFmpeg's struct as stored
+    content_light: bytes | None = None
 
 
 @dataclass
@@ -134,14 +152,19 @@ def probe(path: Path) -> SourceInfo:
             cc = s.codec_context
             if cc is None or not cc.width or not cc.height or cc.pix_fmt is None:
                 raise InputError(f"{path}: video stream has no decodable picture size or format")
-            rate = s.average_rate or s.guessed_rate or s.base_rate
-            if not rate:
+            stated = s.average_rate or s.guessed_rate or s.base_rate
+            if not stated:
                 raise InputError(f"{path}: video stream has no frame rate")
-            rate = Fraction(rate)
             tb = Fraction(s.time_base) if s.time_base else None
-            start = (
-                Fraction(s.start_time) * tb if (s.start_time is not None and tb) else Fraction(0)
+            times, first, complete = _scan(c, s, tb)
+            regular = find_grid(
+                times, tb, candidate_rates((s.base_rate, s.average_rate, s.guessed_rate))
             )
+            rate = regular.grid.rate if regular.grid is not None else Fraction(stated)
+            if times:
+                start = min(times)
+            else:
+                start = Fraction(s.start_time) * tb if (s.start_time is not None and tb) else 0
             duration = Fraction(s.duration) * tb if (s.duration and tb) else None
             if duration is None and c.duration:
                 duration = Fraction(c.duration, av.time_base)
@@ -158,22 +181,23 @@ def probe(path: Path) -> SourceInfo:
                 transfer=cc.color_trc if cc.color_trc not in (0, 2) else (1 if matrix == 1 else 6),
                 tagged=tagged,
             )
-            vfr = bool(s.average_rate and s.base_rate and s.average_rate != s.base_rate)
             return SourceInfo(
                 path,
                 False,
                 cc.width,
                 cc.height,
                 rate,
-                start,
+                Fraction(start),
                 duration,
-                s.frames or None,
+                (len(times) if complete else s.frames) or None,
                 _bits(cc.pix_fmt),
                 cc.pix_fmt,
                 colour,
                 has_audio=bool(c.streams.audio),
                 has_subtitles=bool(c.streams.subtitles),
-                vfr=vfr,
+                vfr=not regular.constant,
+                grid=regular.grid,
+                picture=_picture(first, s),
             )
     except (
         av.FFmpegError,
@@ -183,6 +207,60 @@ def probe(path: Path) -> SourceInfo:
         ZeroDivisionError,
     ) as exc:
         raise InputError(f"{path}: not a readable video ({_ffmpeg_reason(exc)})") from None
+
+
+def _scan(c, s, tb: Fraction | None) -> tuple[list[Fraction], av.VideoFrame | None, bool]:
+    """Presentation times of the stream's first SCAN_PACKETS packets (those an edit list discards
+    left out), its first decoded picture, and whether the scan reached the end of the stream."""
+    times: list[Fraction] = []
+    first = None
+    complete = True
+    # AVI stores no presentation times: FFmpeg guesses them around B-frames (one frame's time
+    # twice); its decoding times are the frame indexes, in order.
+    decode_order = c.format.name == "avi"
+    for packet in c.demux(s):
+        if packet.size == 0:
+            continue
+        if first is None:
+            try:
+                first = next(iter(packet.decode()), None)
+            except av.FFmpegError:
+                pass
+        if len(times) >= SCAN_PACKETS:
+            complete = False
+            break
+        t = packet.dts if decode_order or packet.pts is None else packet.pts
+        if t is not None and tb and not packet.is_discard:
+            times.append(Fraction(t) * tb)
+    if first is None:
+        try:
+            first = next(iter(s.codec_context.decode(None)), None)  # a decoder holding frames back
+        except av.FFmpegError:
+            pass
+    return times, first, complete
+
+
+def _picture(first: av.VideoFrame | None, s) -> Picture:
+    """Display matrix and HDR side data of the first picture (FFmpeg hands the stream's own to
+    decoded frames), and the sample aspect ratio."""
+    pic = Picture()
+    sar = s.sample_aspect_ratio or (s.codec_context.sample_aspect_ratio if s.codec_context else None)
+    if sar and Fraction(sar) != 1:
+        pic.sar = Fraction(sar)
+    if first is None:
+        return pic
+    for sd in first.side_data:
+        name = getattr(sd.type, "name", str(sd.type))
+        if name == "DISPLAYMATRIX":
+            m = tuple(int(v) for v in np.frombuffer(bytes(sd), dtype="<i4")[:9])
+            if m != (65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30):
+                pic.display_matrix = m
+                pic.rotation = int(round(first.rotation or 0))
+        elif name == "MASTERING_DISPLAY_METADATA":
+            pic.mastering_display = bytes(sd)
+        elif name == "CONTENT_LIGHT_LEVEL":
+            pic.content_light = bytes(sd)
+    return pic
 
 
 def _ffmpeg_reason(exc: Exception) -> str:
@@ -245,6 +323,8 @@ def read_frames(
     colour = info.colour
     index = 0
     last_time = None
+    origin = None  # the first frame's time: the grid's origin
+    strayed = False  # a frame was off the grid (warned once)
     even = info.width % 2 == 0 and info.height % 2 == 0
     cosited = None  # the stream's chroma siting, once a picture has shown it
     try:
@@ -260,17 +340,26 @@ def read_frames(
                             f"{info.path}: frame {index} changed size to {frame.width}x{frame.height}; skipped"
                         )
                     continue
-                if frame.pts is None:
-                    time = (last_time + 1 / info.rate) if last_time is not None else info.start
-                else:
-                    time = Fraction(frame.pts) * tb
+                time, on_grid = _place(frame, tb, info.grid, origin, last_time, info)
+                if origin is None:
+                    origin = time
+                if not on_grid and info.grid is not None and not strayed:
+                    strayed = True
+                    if warn:
+                        warn(
+                            f"{info.path}: from frame {index} on, timestamps leave the "
+                            f"{float(info.grid.rate):g} fps grid; placed by their timestamps"
+                        )
                 if last_time is not None and time <= last_time:
                     if warn:
                         warn(
                             f"{info.path}: frame {index} has a timestamp out of order; placed after the last"
                         )
                     time = last_time + 1 / info.rate
-                dur = Fraction(frame.duration) * tb if frame.duration else None
+                if on_grid:
+                    dur = 1 / info.grid.rate
+                else:
+                    dur = Fraction(frame.duration) * tb if frame.duration else None
                 if planes and frame.format.name in DEVICE_FORMATS and even:
                     out = _as_planes(SourceFrame(index, time, dur, None, frame), colour)
                     if cosited is None:
@@ -285,6 +374,22 @@ def read_frames(
         raise InputError(
             f"{info.path}: decoding failed after {index} frames ({_ffmpeg_reason(exc)})"
         ) from None
+
+
+def _place(frame, tb, grid, origin, last_time, info) -> tuple[Fraction, bool]:
+    """A decoded frame's time, and whether it sits on the stream's grid: its stored time snapped
+    to the grid where it lies within the container's rounding of a grid point (see grid.py)."""
+    if frame.pts is None:
+        if last_time is None:
+            return info.start, grid is not None
+        return last_time + 1 / info.rate, grid is not None
+    raw = Fraction(frame.pts) * tb
+    if grid is None:
+        return raw, False
+    if origin is None:
+        return raw, True
+    snapped = grid.snap(origin, raw)
+    return (raw, False) if snapped is None else (snapped, True)
 
 
 def _bgr(frame: av.VideoFrame, fmt: str, colour: Colour) -> np.ndarray:

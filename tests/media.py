@@ -1,0 +1,230 @@
+"""Test media as people have them, made with PyAV: other containers than MP4, rounded timestamps,
+non-zero start times, B-frames, several tracks with languages and flags, rotation, anamorphic
+pixels, HDR tags; and what a finished output says about itself, read back with PyAV."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from clips import moving_frame
+
+FORMATS = {".mkv": "matroska", ".webm": "webm", ".mp4": "mp4", ".mov": "mov", ".ts": "mpegts"}
+FORMATS[".avi"] = "avi"
+
+
+@dataclass
+class Track:
+    """An audio track of a test clip: a tone starting `offset` seconds after the video."""
+
+    codec: str = "aac"
+    rate: int = 48000
+    offset: Fraction = Fraction(0)
+    language: str | None = None
+    title: str | None = None
+    default: bool | None = None
+
+
+@dataclass
+class Clip:
+    """What to make: a moving square over `n` frames at `rate`."""
+
+    ext: str = ".mkv"
+    codec: str = "libx264"
+    rate: Fraction = Fraction(25)
+    n: int = 16
+    w: int = 64
+    h: int = 48
+    pix_fmt: str = "yuv420p"
+    start: Fraction = Fraction(0)  # the first frame's time (seconds, before the muxer's own delay)
+    bframes: bool = True
+    audio: list[Track] = field(default_factory=list)
+    rotation: int | None = None  # degrees counter-clockwise
+    sar: Fraction | None = None
+    hdr: bool = False  # BT.2020 / PQ tags and HDR10 mastering-display and light-level metadata
+    subtitles: Path | None = None  # an .srt or .ass file to carry as a subtitle track
+    attachment: tuple[str, str, bytes] | None = None  # (name, mimetype, data)
+    title: str | None = None
+    chapters: bool = False
+
+
+# HDR10 as x265 writes it (SEI), in its own units: primaries in 1/50000, luminance in 1/10000 cd/m2.
+MASTER_DISPLAY = "G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,50)"
+MAX_CLL = "1000,400"
+
+
+def _video_options(clip: Clip) -> dict[str, str]:
+    if clip.codec == "libx264":
+        opts = {"crf": "10", "preset": "ultrafast"}
+        if clip.bframes:
+            opts.update(bf="2", x264opts="b-pyramid=none")
+            opts["preset"] = "veryfast"
+        return opts
+    if clip.codec == "libx265":
+        params = "log-level=error"
+        if clip.hdr:
+            params += f":hdr10=1:master-display={MASTER_DISPLAY}:max-cll={MAX_CLL}"
+        return {"crf": "10", "preset": "ultrafast", "x265-params": params}
+    if clip.codec == "libvpx-vp9":
+        return {"crf": "20", "b": "0", "deadline": "realtime", "cpu-used": "8"}
+    if clip.codec == "mpeg4":
+        return {"qscale": "2", "bf": "2" if clip.bframes else "0"}
+    return {}
+
+
+def make_clip(path: Path, clip: Clip) -> Path:
+    tick = 1 / (clip.rate * 100)  # a frame is 100 ticks: room for an off-grid start
+    with av.open(str(path), "w", format=FORMATS[clip.ext]) as c:
+        if clip.title:
+            c.metadata["title"] = clip.title
+        v = c.add_stream(clip.codec, rate=clip.rate)
+        v.width, v.height, v.pix_fmt = clip.w, clip.h, clip.pix_fmt
+        v.time_base = v.codec_context.time_base = tick
+        cc = v.codec_context
+        cc.options = _video_options(clip)
+        if clip.codec == "mpeg4" and clip.bframes:
+            cc.max_b_frames = 2
+        if clip.sar is not None:
+            cc.sample_aspect_ratio = clip.sar
+        if clip.hdr:
+            cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = 9, 9, 16, 1
+        if clip.rotation is not None:
+            v.set_display_rotation(clip.rotation)
+        tracks = []
+        for t in clip.audio:
+            a = c.add_stream(t.codec, rate=t.rate)
+            a.layout = "stereo"
+            if t.language:
+                a.metadata["language"] = t.language
+            if t.title:
+                a.metadata["title"] = t.title
+            if t.default is not None:
+                a.disposition = av.stream.Disposition.default if t.default else 0
+            tracks.append((a, t))
+        sub = None
+        if clip.subtitles is not None:
+            subsrc = av.open(str(clip.subtitles))
+            sub = (subsrc, c.add_stream_from_template(subsrc.streams.subtitles[0]))
+            sub[1].metadata["language"] = "eng"
+            sub[1].disposition = av.stream.Disposition.forced
+        if clip.attachment is not None:
+            c.add_attachment(*clip.attachment)
+        first = round(clip.start / tick)
+        for i in range(clip.n):
+            img = moving_frame(i, clip.w, clip.h)
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            if clip.hdr or clip.pix_fmt != "yuv420p":
+                f = f.reformat(format=clip.pix_fmt, dst_colorspace=9 if clip.hdr else 1)
+                if clip.hdr:
+                    f.colorspace, f.color_primaries, f.color_trc = 9, 9, 16
+            f.pts, f.time_base = first + 100 * i, tick
+            c.mux(v.encode(f))
+        c.mux(v.encode(None))
+        for a, t in tracks:
+            _tone(c, a, t, clip.start, Fraction(clip.n) / clip.rate)
+        if sub is not None:
+            for p in sub[0].demux(sub[0].streams.subtitles[0]):
+                if p.size:
+                    p.stream = sub[1]
+                    c.mux(p)
+            sub[0].close()
+        if clip.chapters:
+            ms = int(clip.n / clip.rate * 1000)
+            c.set_chapters(
+                [
+                    {"id": 1, "start": 0, "end": ms // 2, "time_base": Fraction(1, 1000),
+                     "metadata": {"title": "one"}},
+                    {"id": 2, "start": ms // 2, "end": ms, "time_base": Fraction(1, 1000),
+                     "metadata": {"title": "two"}},
+                ]
+            )  # fmt: skip
+    return path
+
+
+def _tone(c, a, track: Track, video_start: Fraction, seconds: Fraction) -> None:
+    rate = track.rate
+    fmt = a.codec_context.codec.audio_formats[0].name
+    resampler = av.AudioResampler(format=fmt, layout="stereo", rate=rate)
+    first = round((video_start + track.offset) * rate)
+    total = int(seconds * rate)
+    done = 0
+    while done < total:
+        k = min(1152, total - done)
+        tone = (np.sin(2 * np.pi * 440 * (np.arange(k) + done) / rate) * 0.3).astype(np.float32)
+        fr = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
+        fr.sample_rate = rate
+        for out in resampler.resample(fr):
+            out.pts, out.time_base = first + done, Fraction(1, rate)
+            c.mux(a.encode(out))
+        done += k
+    c.mux(a.encode(None))
+
+
+@dataclass
+class Media:
+    """What a file says about itself, as a player would read it."""
+
+    rate: Fraction  # as the container states it (Matroska: estimated from the timestamps)
+    times: list[Fraction]  # of every decoded frame
+    frames: int
+    video_start: Fraction
+    duration: Fraction  # from the first frame's time to the end of the last one
+    pix_fmt: str
+    rotation: int
+    sar: Fraction | None
+    colour: tuple[int, int, int]  # matrix, primaries, transfer
+    hdr_side_data: dict[str, bytes]  # HDR10 side data of the first picture, as FFmpeg holds it
+    # (type, codec, start - video start, language, title, default, forced) per other track
+    tracks: list[tuple]
+    attachments: list[str]
+    chapters: list[str]
+    title: str | None
+
+
+def read_media(path: Path) -> Media:
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        times, first = [], None
+        for f in c.decode(s):
+            first = first or f
+            times.append(Fraction(f.pts) * s.time_base)
+        rate = Fraction(s.average_rate)
+        video_start = Fraction(s.start_time) * s.time_base if s.start_time is not None else times[0]
+        hdr = {"MASTERING_DISPLAY_METADATA", "CONTENT_LIGHT_LEVEL"}
+        side = {sd.type.name: bytes(sd) for sd in first.side_data if sd.type.name in hdr}
+        tracks = []
+        for t in list(c.streams.audio) + list(c.streams.subtitles):
+            start = Fraction(t.start_time) * t.time_base if t.start_time is not None else None
+            d = t.disposition
+            tracks.append(
+                (
+                    t.type,
+                    t.codec_context.name if t.codec_context else None,
+                    None if start is None else start - video_start,
+                    t.metadata.get("language"),
+                    t.metadata.get("title"),
+                    bool(d & av.stream.Disposition.default),
+                    bool(d & av.stream.Disposition.forced),
+                )
+            )
+        sar = s.sample_aspect_ratio
+        return Media(
+            rate=rate,
+            times=times,
+            frames=len(times),
+            video_start=video_start,
+            duration=times[-1] - times[0] + (times[-1] - times[0]) / (len(times) - 1),
+            pix_fmt=s.codec_context.pix_fmt,
+            rotation=int(round(first.rotation or 0)),
+            sar=Fraction(sar) if sar and Fraction(sar) != 1 else None,
+            colour=(first.colorspace, first.color_primaries, first.color_trc),
+            hdr_side_data=side,
+            tracks=tracks,
+            attachments=[a.name for a in c.streams.attachments],
+            chapters=[ch["metadata"].get("title") for ch in c.chapters()],
+            title=c.metadata.get("title"),
+        )

@@ -1,0 +1,260 @@
+"""The media matrix: files as people have them (made with PyAV in other containers, with rounded
+timestamps, start offsets, B-frames, several tracks, rotation, anamorphic pixels, HDR) through
+`interpolate_video` with default options, checked for what a user would notice: the frame rate
+and count, the duration, the offset of every track to the video, the kept properties, and that
+every made frame is an exact midpoint (so every source frame is passed through, never remade)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import pytest
+
+from clips import blend_engine
+from media import Clip, Track, make_clip, read_media
+from rife_cli.pipeline import interpolate_video
+
+ASS = """[Script Info]
+ScriptType: v4.00+
+
+[V4+ Styles]
+Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, \
+Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, \
+Shadow, Alignment, MarginL, MarginR, MarginV, Encoding
+Style: Default,Test Sans,20,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,1,\
+1,0,2,10,10,10,1
+
+[Events]
+Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
+Dialogue: 0,0:00:00.10,0:00:00.40,Default,,0,0,0,,Hello
+Dialogue: 0,0:00:00.50,0:00:00.60,Default,,0,0,0,,World
+"""
+
+
+def recording_engine(timesteps: list):
+    """The linear-blend stand-in, recording every timestep it is asked for."""
+    engine = blend_engine()
+    make = engine.make
+
+    def recorded(a, b, requests):
+        timesteps.extend(r.t for r in requests)
+        return make(a, b, requests)
+
+    engine.make = recorded
+    return engine
+
+
+def run(tmp_path: Path, clip: Clip, output: str | None = None, **options):
+    src = make_clip(tmp_path / f"in{clip.ext}", clip)
+    timesteps: list[Fraction] = []
+    warnings: list[str] = []
+    summary = interpolate_video(
+        src,
+        None if output is None else tmp_path / output,
+        engine_factory=lambda need: recording_engine(timesteps),
+        warn=warnings.append,
+        **options,
+    )
+    return read_media(src), read_media(Path(summary.output)), summary, timesteps, warnings
+
+
+def audio_frame(codec: str | None, rate: int = 48000) -> Fraction:
+    """One audio frame's length: the tolerance for a track's offset to the video."""
+    samples = {"mp2": 1152, "libmp3lame": 1152, "mp3": 1152, "mp3float": 1152}.get(codec, 1024)
+    if codec in ("opus", "libopus"):
+        samples = 960
+    return Fraction(samples, rate) + Fraction(1, 1000)
+
+
+def check_doubled(source, out, summary, timesteps, clip: Clip) -> None:
+    n = clip.n
+    assert summary.frames_in == n
+    assert timesteps and set(timesteps) == {Fraction(1, 2)}, sorted(set(timesteps))[:5]
+    assert len(timesteps) == n - 1  # one midpoint per pair: source frames are passed through
+    assert summary.frames_out == out.frames == 2 * n
+    # every output frame on the doubled grid, within the container's millisecond rounding
+    rate = 2 * clip.rate
+    t0 = out.times[0]
+    assert all(abs(t - t0 - Fraction(i) / rate) <= Fraction(1, 1000) for i, t in enumerate(out.times))
+    assert abs(out.duration - Fraction(n) / clip.rate) <= Fraction(1, 1000), out.duration
+
+
+def check_tracks_in_sync(source, out) -> None:
+    """Every track kept with its language, title and flags, and its source's offset to the video
+    within one audio frame; a track that starts before the video starts with it (the output
+    starts at the first video frame)."""
+    assert len(out.tracks) == len(source.tracks)
+    flags = any(t[5] or t[6] for t in source.tracks)  # MPEG-TS and AVI have none to keep
+    for s, o in zip(source.tracks, out.tracks):
+        assert s[0] == o[0] and (s[3] or "und") == (o[3] or "und") and s[4] == o[4], (s, o)
+        if flags:
+            assert s[5:] == o[5:], (s, o)
+        if s[2] is not None:
+            assert abs(o[2] - max(s[2], 0)) <= audio_frame(o[1]), (s, o)
+
+
+CASES = {
+    # id: (clip, expected output extension)
+    "mkv-h264-23.976-aac": (Clip(".mkv", rate=Fraction(24000, 1001), audio=[Track()]), ".mkv"),
+    "webm-vp9-30-opus": (
+        Clip(".webm", "libvpx-vp9", Fraction(30), bframes=False, audio=[Track("libopus")]),
+        ".webm",
+    ),
+    "mkv-h264-60": (Clip(".mkv", rate=Fraction(60), n=20, audio=[Track()]), ".mkv"),
+    "mkv-h264-59.94-start-10s": (
+        Clip(".mkv", rate=Fraction(60000, 1001), start=Fraction(10), audio=[Track()]),
+        ".mkv",
+    ),
+    "mp4-h264-29.97-aac": (Clip(".mp4", rate=Fraction(30000, 1001), audio=[Track()]), ".mp4"),
+    "mov-h264-50-pcm": (Clip(".mov", rate=Fraction(50), audio=[Track("pcm_s16le")]), ".mov"),
+    "mov-h264-24-aac": (Clip(".mov", rate=Fraction(24), audio=[Track()]), ".mov"),
+    "ts-h264-25-mp2-audio-first": (
+        Clip(".ts", rate=Fraction(25), audio=[Track("mp2", offset=Fraction(-1, 50))]),
+        ".mp4",
+    ),
+    "ts-h264-29.97-ac3": (
+        Clip(".ts", rate=Fraction(30000, 1001), audio=[Track("ac3")]),
+        ".mp4",
+    ),
+    "avi-mpeg4-25-mp3": (
+        Clip(".avi", "mpeg4", Fraction(25), audio=[Track("libmp3lame", rate=44100)]),
+        ".mp4",
+    ),
+    "mp4-audio-starts-late": (
+        Clip(".mp4", rate=Fraction(25), n=20, audio=[Track(offset=Fraction(1, 4))]),
+        ".mp4",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_media_matrix(tmp_path, case):
+    clip, ext = CASES[case]
+    source, out, summary, timesteps, warnings = run(tmp_path, clip)
+    assert Path(summary.output).suffix == ext
+    check_doubled(source, out, summary, timesteps, clip)
+    check_tracks_in_sync(source, out)
+    assert source.tracks and out.tracks[0][0] == "audio"
+
+
+def test_phone_video_keeps_its_rotation(tmp_path):
+    clip = Clip(".mp4", rate=Fraction(30), rotation=90, audio=[Track()])
+    source, out, summary, timesteps, _ = run(tmp_path, clip)
+    assert source.rotation == 90
+    assert out.rotation == 90
+    check_doubled(source, out, summary, timesteps, clip)
+    check_tracks_in_sync(source, out)
+    # and into Matroska, which stores it differently
+    _, mkv, _, _, _ = run(tmp_path, clip, "o.mkv")
+    assert mkv.rotation == 90
+
+
+def test_anamorphic_pixels_stay_anamorphic(tmp_path):
+    clip = Clip(".mkv", rate=Fraction(25), w=64, h=48, sar=Fraction(16, 11), audio=[Track()])
+    source, out, _, _, _ = run(tmp_path, clip)
+    assert source.sar == Fraction(16, 11)
+    assert out.sar == Fraction(16, 11)
+    _, mp4, _, _, _ = run(tmp_path, clip, "o.mp4")
+    assert mp4.sar == Fraction(16, 11)
+
+
+def test_every_track_with_its_language_title_and_flags(tmp_path):
+    subs = tmp_path / "s.ass"
+    subs.write_text(ASS)
+    clip = Clip(
+        ".mkv",
+        rate=Fraction(24000, 1001),
+        n=20,
+        audio=[
+            Track(language="jpn", title="Japanese", default=True),
+            Track("libopus", language="eng", title="Commentary", default=False),
+        ],
+        subtitles=subs,
+        attachment=("TestSans.ttf", "font/ttf", b"\x00\x01\x00\x00" + bytes(200)),
+        title="Episode 1",
+        chapters=True,
+    )
+    source, out, summary, timesteps, warnings = run(tmp_path, clip)
+    check_doubled(source, out, summary, timesteps, clip)
+    check_tracks_in_sync(source, out)
+    assert [t[3] for t in out.tracks] == ["jpn", "eng", "eng"]
+    assert [t[5] for t in out.tracks[:2]] == [True, False]
+    assert out.tracks[2][0] == "subtitle" and out.tracks[2][1] in ("ass", "ssa")
+    assert out.tracks[2][6]  # forced
+    assert out.attachments == ["TestSans.ttf"]
+    assert out.chapters == ["one", "two"]
+    assert out.title == "Episode 1"
+    assert warnings == []
+    # MP4 holds neither ASS nor attachments: both named in one warning, the rest kept
+    warnings.clear()
+    _, mp4, _, _, warnings = run(tmp_path, clip, "o.mp4")
+    assert [t[0] for t in mp4.tracks] == ["audio", "audio"]
+    assert [t[3] for t in mp4.tracks] == ["jpn", "eng"]
+    assert mp4.title == "Episode 1"
+    dropped = [w for w in warnings if "dropped" in w]
+    assert len(dropped) == 1 and "subtitle" in dropped[0] and "TestSans.ttf" in dropped[0], warnings
+
+
+@pytest.mark.slow
+def test_ten_bit_hdr_hevc_stays_ten_bit_hdr(tmp_path):
+    clip = Clip(
+        ".mkv", "libx265", Fraction(24), pix_fmt="yuv420p10le", hdr=True, audio=[Track()]
+    )
+    source, out, summary, timesteps, _ = run(tmp_path, clip)
+    check_doubled(source, out, summary, timesteps, clip)
+    assert set(source.hdr_side_data) == {"MASTERING_DISPLAY_METADATA", "CONTENT_LIGHT_LEVEL"}
+    assert out.pix_fmt == "yuv420p10le"
+    assert out.colour == source.colour == (9, 9, 16)
+    assert out.hdr_side_data == source.hdr_side_data  # the same values, byte for byte
+    with av.open(summary.output) as c:
+        assert c.streams.video[0].codec_context.name == "hevc"  # the default for HDR sources
+
+
+ENCODERS = ["libx264", "libx265", "libsvtav1", "ffv1", "prores_ks", "libvpx-vp9"]
+CONTAINERS = [".mp4", ".mkv", ".mov", ".webm"]
+
+
+def _holds(codec: str, ext: str) -> bool:
+    from rife_cli.errors import UsageError
+    from rife_cli.video.sink import EncodeOptions, prepare_encoding
+
+    try:
+        prepare_encoding(Path(f"x{ext}"), EncodeOptions(codec), 64, 48, Fraction(50), 8)
+        return True
+    except UsageError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ext", CONTAINERS)
+@pytest.mark.parametrize("codec", ENCODERS)
+def test_every_encoder_into_every_container(tmp_path, codec, ext):
+    clip = Clip(".mkv", rate=Fraction(25), n=10, audio=[Track()])
+    if not _holds(codec, ext):
+        with pytest.raises(Exception, match="cannot go into"):
+            run(tmp_path, clip, f"o{ext}", codec=codec)
+        return
+    source, out, summary, timesteps, _ = run(tmp_path, clip, f"o{ext}", codec=codec)
+    check_doubled(source, out, summary, timesteps, clip)
+    check_tracks_in_sync(source, out)
+
+
+def test_codecs_a_container_cannot_write_are_refused_before_work():
+    assert not _holds("libsvtav1", ".mov")  # FFmpeg lists AV1 for mov, then has no tag for it
+    assert not _holds("libx264", ".webm")
+    assert _holds("libsvtav1", ".webm") and _holds("prores_ks", ".mov")
+
+
+def test_default_encoder_of_each_extension(tmp_path):
+    from rife_cli.video.sink import DEFAULT_CODEC
+
+    clip = Clip(".mkv", rate=Fraction(25), n=8, audio=[Track()])
+    for ext, expect in ((".mp4", "h264"), (".mkv", "h264"), (".mov", "h264"), (".webm", "dav1d")):
+        source, out, summary, timesteps, _ = run(tmp_path, clip, f"o{ext}")
+        with av.open(summary.output) as c:
+            assert expect in c.streams.video[0].codec_context.name, ext
+        check_doubled(source, out, summary, timesteps, clip)
+        check_tracks_in_sync(source, out)
+    assert DEFAULT_CODEC["webm"] == "libsvtav1"
