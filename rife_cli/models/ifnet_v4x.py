@@ -2,7 +2,8 @@
 
 Written from ../shared/docs/model-spec-v4x.md (sections 1-6). A `Layout` holds everything that
 differs between versions (activation, block body, head, feature encoder, widths, scales, padding
-modulo, ensemble rule); versions with the same layout run identical code with other numbers.
+modulo, ensemble rule); versions with the same layout run identical code with other numbers. Plain
+arithmetic: the speed-ups are applied at load time (rife_cli.models.transforms).
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .upconv import UpConv
+from .ifnet_v3 import deconv, resize, swap
 from .warp import warp
-from .winograd import Conv3x3, per_sample
 
 # Family A: a block-1 flow update larger than this (pixels, both directions) redoes the pair coarser.
 LARGE_MOTION = 32
@@ -108,21 +108,10 @@ def version_key(v: str) -> tuple:
     return (int(major), int(minor), rest[0] if rest else "")
 
 
-def resize(x: torch.Tensor, f: float) -> torch.Tensor:
-    if f == 1:
-        return x
-    return F.interpolate(x, scale_factor=f, mode="bilinear", align_corners=False)
-
-
-def swap(flow: torch.Tensor) -> torch.Tensor:
-    """The two flows of a 4-channel flow tensor exchanged."""
-    return torch.cat([flow[:, 2:4], flow[:, 0:2]], 1)
-
-
 def conv(i: int, o: int, stride: int, act: str) -> nn.Sequential:
     """3x3 convolution with bias, then the activation (names P.0.*, and P.1.weight for PReLU)."""
     a = nn.PReLU(o) if act == "prelu" else nn.LeakyReLU(0.2)
-    return nn.Sequential(Conv3x3(i, o, stride), a)
+    return nn.Sequential(nn.Conv2d(i, o, 3, stride, 1), a)
 
 
 class ResConv(nn.Module):
@@ -130,7 +119,7 @@ class ResConv(nn.Module):
 
     def __init__(self, c: int, groups: int = 1):
         super().__init__()
-        self.conv = Conv3x3(c, c) if groups == 1 else nn.Conv2d(c, c, 3, 1, 1, groups=groups)
+        self.conv = nn.Conv2d(c, c, 3, 1, 1, groups=groups)
         self.beta = nn.Parameter(torch.ones(1, c, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -150,11 +139,11 @@ class Block(nn.Module):
         else:
             self.convblock = nn.Sequential(*(conv(c, c, 1, lay.act) for _ in range(8)))
         if self.k:
-            self.lastconv = nn.Sequential(UpConv(c, 4 * self.k), nn.PixelShuffle(2))
+            self.lastconv = nn.Sequential(deconv(c, 4 * self.k), nn.PixelShuffle(2))
         else:
-            self.lastconv = UpConv(c, 5)
+            self.lastconv = deconv(c, 5)
 
-    def _body(self, feat: torch.Tensor) -> torch.Tensor:
+    def body(self, feat: torch.Tensor) -> torch.Tensor:
         out = self.convblock(feat)
         return out + feat if self.skip else out
 
@@ -163,7 +152,7 @@ class Block(nn.Module):
         x = resize(x, 1.0 / s)
         if flow is not None:
             x = torch.cat([x, resize(flow, 1.0 / s) / s], 1)
-        feat = per_sample(self._body, self.conv0(x))
+        feat = self.body(self.conv0(x))
         # Flows and masks leave the block in fp32 whatever the convolutions ran in (bf16 flows
         # lose fractions of a pixel when accumulated).
         if self.k:
@@ -182,9 +171,9 @@ class Head(nn.Module):
     def __init__(self, hidden: int, out: int):
         super().__init__()
         self.cnn0 = nn.Conv2d(3, hidden, 3, 2, 1)
-        self.cnn1 = Conv3x3(hidden, hidden)
-        self.cnn2 = Conv3x3(hidden, hidden)
-        self.cnn3 = UpConv(hidden, out)
+        self.cnn1 = nn.Conv2d(hidden, hidden, 3, 1, 1)
+        self.cnn2 = nn.Conv2d(hidden, hidden, 3, 1, 1)
+        self.cnn3 = deconv(hidden, out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.leaky_relu(self.cnn0(x.clamp(0.0, 1.0)), 0.2)
@@ -196,12 +185,12 @@ class Head(nn.Module):
 def encoder(lay: Layout) -> nn.Module | None:
     h, e = lay.enc_hidden, lay.enc_out
     if lay.encoder == "seq1":
-        return nn.Sequential(nn.Conv2d(3, h, 3, 2, 1), UpConv(h, e))
+        return nn.Sequential(nn.Conv2d(3, h, 3, 2, 1), deconv(h, e))
     if lay.encoder == "seq3":
         lrelu = nn.LeakyReLU(0.2)
         return nn.Sequential(
-            nn.Conv2d(3, h, 3, 2, 1), lrelu, Conv3x3(h, h), lrelu, Conv3x3(h, h), lrelu,
-            UpConv(h, e),
+            nn.Conv2d(3, h, 3, 2, 1), lrelu, nn.Conv2d(h, h, 3, 1, 1), lrelu, nn.Conv2d(h, h, 3, 1, 1), lrelu,
+            deconv(h, e),
         )  # fmt: skip
     if lay.encoder == "head":
         return Head(h, e)
