@@ -399,3 +399,49 @@ def test_interpolate_json_names_the_recognised_version(tmp_path):
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     assert summary["model"] == f"v4.15.lite/v4.16.lite/v4.17.lite (recognised from {p})"
+
+
+# ----- load-time transforms reach every family
+
+
+@pytest.mark.parametrize("version", ["4.1", "4.4", "4.6", "4.14.lite", "4.26.heavy"])
+def test_transforms_apply_to_every_family(version, monkeypatch):
+    """The engine's CPU speed-ups (phase-split transposed convolutions, Winograd 3x3 convolutions
+    run per sample) reach each 4.x family without changing names or results beyond rounding."""
+    import copy
+
+    from rife_cli.models import transforms
+    from rife_cli.models.transforms import winograd
+    from rife_cli.models.transforms.upconv import UpConv
+
+    plain = net_for(version)
+    fast = transforms.apply(copy.deepcopy(plain), torch.device("cpu"))
+    assert list(fast.state_dict()) == list(plain.state_dict())
+    kinds = [type(m) for m in fast.modules()]
+    assert UpConv in kinds and winograd.Conv3x3 in kinds
+    if version == "4.14.lite":  # grouped convolutions stay native
+        assert all(m.groups == 2 for m in fast.modules() if type(m) is torch.nn.Conv2d
+                   and m.kernel_size == (3, 3) and m.stride == (1, 1))  # fmt: skip
+    calls = []
+    real = torch._nnpack_spatial_convolution
+    monkeypatch.setattr(
+        torch, "_nnpack_spatial_convolution", lambda *a: calls.append(1) or real(*a)
+    )
+    a, b = (cv2.resize(f, (368, 240)) for f in frames())
+    x = torch.from_numpy(np.stack([a, b])).permute(0, 3, 1, 2).float() / 255
+    x = torch.nn.functional.pad(x, (0, 384 - 368, 0, 256 - 240))
+    t = torch.tensor([0.3])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a CPU lane, where Winograd runs
+    try:
+        with torch.inference_mode():
+            want = plain(x[0:1], x[1:2], t)
+            with winograd.enabled(True):
+                xc = x.contiguous(memory_format=torch.channels_last)
+                got = fast.to(memory_format=torch.channels_last)(xc[0:1], xc[1:2], t)
+    finally:
+        torch.set_num_threads(threads)
+    if winograd.available():
+        assert calls, "no convolution took the Winograd path"
+    u = [(o[0] * 255).clamp(0, 255).byte().permute(1, 2, 0).numpy() for o in (want, got)]
+    assert psnr(u[0], u[1]) >= 60, psnr(u[0], u[1])
