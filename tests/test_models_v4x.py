@@ -442,6 +442,7 @@ def test_transforms_apply_to_every_family(version, monkeypatch):
     finally:
         torch.set_num_threads(threads)
     if winograd.available():
-        assert calls, "no convolution took the Winograd path"
+        # 4.14.lite's trunks are grouped convolutions, which NNPACK does not take
+        assert bool(calls) == (version != "4.14.lite"), len(calls)
     u = [(o[0] * 255).clamp(0, 255).byte().permute(1, 2, 0).numpy() for o in (want, got)]
     assert psnr(u[0], u[1]) >= 60, psnr(u[0], u[1])
