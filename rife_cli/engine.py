@@ -25,9 +25,9 @@ from .cpus import default_lanes, usable_cores
 from .errors import ModelError, ResourceError, UsageError
 from .lanes import Lanes
 from .models import transforms
-from .models.transforms import winograd
 from .models.loading import ModelSource, load_network, resolve, resolve_default
 from .models.registry import newest_cached_v4
+from .models.transforms import winograd
 
 SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
@@ -180,7 +180,13 @@ class Interpolator:
         cpu = self.torch_device.type == "cpu"
         # v3.x mirrored calls: one after the other as the reference (baseline); on the CPU one
         # joint stem, then the two trunks in lanes where there are; else one batch of 2N.
-        mirrored = "serial" if not self.mirrored_batch else "joint" if cpu and not self.compile else "batch"
+        mirrored = (
+            "serial"
+            if not self.mirrored_batch
+            else "joint"
+            if cpu and not self.compile
+            else "batch"
+        )
         tuning = transforms.Tuning(
             phase_deconv=self.channels_last,
             winograd=self.winograd,

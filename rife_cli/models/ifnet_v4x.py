@@ -68,6 +68,7 @@ _E5 = (192, 128, 96, 64, 32)
 _S5 = (16, 8, 4, 2, 1)
 # The 17 key sets of spec section 8; the first version of each names the group. v4.0 shares 4.1's
 # keys but pads to 128 (model-spec.md; the goldens of ../golden were made so): its own layout.
+# fmt: off
 LAYOUTS: tuple[Layout, ...] = (
     _lay("4.0", "4.0", "A", _W4, modulo=128),
     _lay("4.1", "4.1", "A", _W4, modulo=64),  # 64: the large-motion retry doubles the scales
@@ -99,6 +100,7 @@ LAYOUTS: tuple[Layout, ...] = (
     _lay("4.26.heavy", "4.26.heavy", "E", _E5, scales=_S5, modulo=64, head_k=13, encoder="head",
          enc_hidden=16, enc_out=16),
 )
+# fmt: on
 VERSIONS: dict[str, Layout] = {v: lay for lay in LAYOUTS for v in lay.versions}
 
 

@@ -155,7 +155,9 @@ def build_network(
                 "frame orders and average them"
             )
         net: torch.nn.Module = IFNetV3()
-        version = source.name or (f"v{model_version.removeprefix('v')}" if model_version else "v3.x")
+        version = source.name or (
+            f"v{model_version.removeprefix('v')}" if model_version else "v3.x"
+        )
     else:
         versions = [v for c in exact for v in c.versions]
         chosen, how = _choose_version(versions, source, model_version)

@@ -73,7 +73,6 @@ MODELS: dict[str, NamedModel] = {
 }
 
 
-
 def _purpose(version: str) -> str:
     """What a 4.x version is, from its layout: structure, ensemble, its twins."""
     lay = VERSIONS[version]
@@ -126,7 +125,9 @@ def newest_cached_v4() -> tuple[str, str]:
     one number the plain model before .heavy and .lite (the usual speed/quality middle)."""
     from .cache import cached_path
 
-    here = [m.version for m in MODELS.values() if m.family == "v4" and cached_path(m.name).is_file()]
+    here = [
+        m.version for m in MODELS.values() if m.family == "v4" and cached_path(m.name).is_file()
+    ]
     if here:
         rank = {"": 2, "heavy": 1, "lite": 0}
         best = max(here, key=lambda v: (version_key(v)[:2], rank[version_key(v)[2]]))
