@@ -408,7 +408,7 @@ def test_interpolate_json_names_the_recognised_version(tmp_path):
 # ----- load-time transforms reach every family
 
 
-@pytest.mark.parametrize("version", ["4.1", "4.4", "4.6", "4.14.lite", "4.26.heavy"])
+@pytest.mark.parametrize("version", ["4.1", "4.6", "4.14.lite", "4.26.heavy"])
 def test_transforms_apply_to_every_family(version, monkeypatch):
     """The engine's CPU speed-ups (phase-split transposed convolutions, Winograd 3x3 convolutions
     run per sample) reach each 4.x family without changing names or results beyond rounding."""
@@ -431,9 +431,9 @@ def test_transforms_apply_to_every_family(version, monkeypatch):
     monkeypatch.setattr(
         torch, "_nnpack_spatial_convolution", lambda *a: calls.append(1) or real(*a)
     )
-    a, b = (cv2.resize(f, (368, 240)) for f in frames())
-    x = torch.from_numpy(np.stack([a, b])).permute(0, 3, 1, 2).float() / 255
-    x = torch.nn.functional.pad(x, (0, 384 - 368, 0, 256 - 240))
+    # the finest body runs at 48x32 (1536 positions): large enough for the Winograd path
+    x = torch.from_numpy(np.stack(frames())).permute(0, 3, 1, 2).float() / 255
+    x = torch.nn.functional.pad(x, (0, 192 - 184, 0, 128 - 120))
     t = torch.tensor([0.3])
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in a CPU lane, where Winograd runs
