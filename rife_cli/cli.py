@@ -89,8 +89,20 @@ def model_options(fn):
             "-m",
             default=None,
             metavar="NAME|DIR|FILE",
-            help="Model name (v3.6, v3.8, v4.0), a train_log directory holding flownet.pkl, "
-            "or a weights file. Default: $RIFE_MODEL, else ./train_log/flownet.pkl, else v3.6.",
+            help="Model name (v3.6, v3.8, v4.0 ... v4.26.heavy: rife models), a train_log "
+            "directory holding flownet.pkl, or a weights file (any 4.x: the version is recognised). "
+            "Default: $RIFE_MODEL, else ./train_log/flownet.pkl, else v3.6.",
+        ),
+        click.option(
+            "--model-version",
+            default=None,
+            metavar="V",
+            help="The version a weights file is, where its tensors fit several (e.g. 4.0 or 4.1).",
+        ),
+        click.option(
+            "--ensemble",
+            is_flag=True,
+            help="4.0-4.20: also run each block on the reversed pair and average (slower).",
         ),
         click.option(
             "--scale",
@@ -141,6 +153,8 @@ def build_interpolator(
     compile_net=False,
     need_any_timestep=False,
     batch_size=0,
+    model_version=None,
+    ensemble=False,
 ):
     from .engine import interpolator_for
 
@@ -154,6 +168,8 @@ def build_interpolator(
         offline=offline,
         notice=notice,
         compile=compile_net,
+        model_version=model_version,
+        ensemble=ensemble,
     )
 
 
@@ -696,19 +712,23 @@ def models(ctx):
     """List the named models (or fetch them: rife models fetch NAME...)."""
     if ctx.invoked_subcommand is not None:
         return
-    from .models.cache import cached_path
+    from .models.cache import cached_path, recorded_sha256
     from .models.registry import DEFAULT_MODEL, MODELS
 
-    click.echo(f"{'name':6}  {'family':6}  {'installed':9}  {'size':>6}  purpose / location")
+    click.echo(f"{'name':10}  {'family':6}  {'installed':9}  {'params':>6}  purpose / location")
     for m in MODELS.values():
         path = cached_path(m.name)
         here = path.is_file()
         default = " (default)" if m.name == DEFAULT_MODEL else ""
         click.echo(
-            f"{m.name:6}  {m.family + '.x' if m.family == 'v3' else m.family:6}  "
-            f"{'yes' if here else 'no':9}  {m.size / 1e6:5.1f}M  {m.purpose}{default}"
+            f"{m.name:10}  {m.family + '.x' if m.family == 'v3' else m.family:6}  "
+            f"{'yes' if here else 'no':9}  {m.params / 1e6:5.1f}M  {m.purpose}{default}"
         )
-        click.echo(f"{'':36}{path if here else 'fetch: rife models fetch ' + m.name}")
+        where = str(path) if here else f"fetch: rife models fetch {m.name}  ({m.url})"
+        click.echo(f"{'':40}{where}")
+        if m.file and here:
+            sha = recorded_sha256(m.name)
+            click.echo(f"{'':40}sha256 {sha or 'not recorded yet (recorded at first load)'}")
 
 
 @models.command("fetch")
@@ -719,6 +739,7 @@ def models_fetch(names):
     from .models.cache import cached_path, fetch
     from .models.registry import MODELS
 
+    names = [n if n in MODELS or f"v{n}" not in MODELS else f"v{n}" for n in names]
     for name in names:
         if name not in MODELS:
             raise click.BadParameter(

@@ -24,9 +24,10 @@ from .colour import Yuv420
 from .cpus import default_lanes, usable_cores
 from .errors import ModelError, ResourceError, UsageError
 from .lanes import Lanes
-from .models import padding, winograd
+from .models import transforms
 from .models.loading import ModelSource, load_network, resolve, resolve_default
-from .models.registry import TIMESTEP_MODEL
+from .models.registry import newest_cached_v4
+from .models.transforms import winograd
 
 SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
@@ -128,7 +129,7 @@ class Interpolator:
     # Reuse freed host memory (rife_cli.hostmem). False only for the reference-like benchmark baseline.
     keep_freed_memory: bool = True
     # 3x3 convolutions by Winograd's algorithm where it applies (fp32 on the CPU; see
-    # rife_cli.models.winograd). False only for the reference-like benchmark baseline.
+    # rife_cli.models.transforms.winograd). False only for the reference-like benchmark baseline.
     winograd: bool = True
     # v3.x: the two mirrored block calls as one batch or in lanes (False: one after the other, as
     # the reference does; only the reference-like benchmark baseline sets it).
@@ -137,8 +138,12 @@ class Interpolator:
     # on all cores, as the benchmark baseline runs). Not with torch.compile or on CUDA.
     lanes: int = 0
     # Zero-pad v3.x inner channels (90/45) to a multiple of this, for GPU tensor cores (0: off;
-    # rife_cli.models.padding). A benchmark option until measured on a GPU.
+    # rife_cli.models.transforms.padding). A benchmark option until measured on a GPU.
     pad_channels: int = 0
+    # 4.0-4.20: each block also run on the reversed pair, the two averaged (model-spec-v4x.md §4).
+    ensemble: bool = False
+    # The version a weights file is taken as where its tensors fit several (--model-version).
+    model_version: str | None = None
     source: ModelSource = field(init=False)
 
     def __post_init__(self):
@@ -158,15 +163,40 @@ class Interpolator:
             self.source = ModelSource(Path("<network>"), self.model or type(net).__name__, True)
         else:
             self.source = resolve(self.model, self.offline, self.notice)
-            net = load_network(self.source.path)
+            net = load_network(self.source, self.model_version, self.ensemble, self.notice)
         self.family: str = net.family
-        if self.pad_channels:
-            if self.family != "v3":
-                raise UsageError("--pad-channels is for the v3.x models (90/45 channels)")
-            net = padding.pad_channels(net, self.pad_channels)
+        self._lanes: Lanes | None = None
+        if self.torch_device.type == "cpu":
+            cores = usable_cores()
+            if not self.lanes:
+                self.lanes = 1 if self.compile else default_lanes()
+            if self.lanes > 1:
+                self._lanes = Lanes(self.lanes, max(1, cores // self.lanes))
+                weakref.finalize(self, self._lanes.close)
+            torch.set_num_threads(cores)
+        else:
+            self.lanes = 1
+        self.channels_last = self.memory_format == "channels_last"
+        cpu = self.torch_device.type == "cpu"
+        # v3.x mirrored calls: one after the other as the reference (baseline); on the CPU one
+        # joint stem, then the two trunks in lanes where there are; else one batch of 2N.
+        mirrored = (
+            "serial"
+            if not self.mirrored_batch
+            else "joint"
+            if cpu and not self.compile
+            else "batch"
+        )
+        tuning = transforms.Tuning(
+            phase_deconv=self.channels_last,
+            winograd=self.winograd,
+            mirrored=mirrored,
+            mirrored_map=self._lanes.map if self._lanes is not None else None,
+            pad_channels=self.pad_channels,
+        )
+        net = transforms.apply(net, self.torch_device, tuning)
         # Channels-last lets oneDNN / cuDNN pick their fast convolution paths: measured 1.3-1.45x on
         # this project's 2-core CPU in fp32 at 720p (scripts/bench.py), results within float noise.
-        self.channels_last = self.memory_format == "channels_last"
         if self.channels_last:
             net = net.to(memory_format=torch.channels_last)
         self.net = net.to(self.torch_device)
@@ -184,24 +214,6 @@ class Interpolator:
         self._count_lock = threading.Lock()  # make() may run in two threads (concurrent_batches)
         self._thread = threading.local()  # each calling thread's CUDA stream
         self.pad_to = max(net.pad_base, int(net.pad_base / self.scale))
-        self._lanes: Lanes | None = None
-        if self.torch_device.type == "cpu":
-            cores = usable_cores()
-            if not self.lanes:
-                self.lanes = 1 if self.compile else default_lanes()
-            if self.lanes > 1:
-                self._lanes = Lanes(self.lanes, max(1, cores // self.lanes))
-                weakref.finalize(self, self._lanes.close)
-            torch.set_num_threads(cores)
-        else:
-            self.lanes = 1
-        if hasattr(net, "mirrored_map"):
-            if not self.mirrored_batch:
-                net.mirrored_map = _serial_map
-            elif self.torch_device.type == "cpu" and not self.compile:
-                # One conv0 for both mirrored calls, then their trunks in lanes where there are.
-                net.mirrored_map = self._lanes.map if self._lanes is not None else _serial_map
-                net.joint_stem = True
         if not self.batch_size:
             self.batch_size = self._default_batch_size()
 
@@ -504,17 +516,13 @@ def _rows(x: torch.Tensor, idx: Sequence[int]) -> torch.Tensor:
     return torch.cat([x[i : i + 1] for i in idx])
 
 
-def _serial_map(fn: Callable, items: Sequence) -> list:
-    return [fn(item) for item in items]
-
-
 def interpolator_for(need_any_timestep: bool, model: str | None = None, **kwargs) -> Interpolator:
     """An Interpolator for a timing: when it needs timesteps a v3.x model cannot make and the user
-    named no model, the timestep model is used (said through `notice`)."""
+    named no model, the newest 4.x model in the cache is used, else v4.0 (said through `notice`)."""
     if need_any_timestep and resolve_default(model) is None:
+        model, why = newest_cached_v4()
         if kwargs.get("notice"):
-            kwargs["notice"](f"this timing needs any timestep; using model {TIMESTEP_MODEL}")
-        model = TIMESTEP_MODEL
+            kwargs["notice"](f"this timing needs any timestep; using model {model} ({why})")
     return Interpolator(model=model, **kwargs)
 
 

@@ -2,7 +2,7 @@
 
 With PyTorch's intra-op threads every operator splits its work over all cores and meets at a
 barrier: hundreds of barriers per frame pair, most operators too small to split well, and
-NNPACK's Winograd convolutions (rife_cli.models.winograd) bring a second thread pool whose
+NNPACK's Winograd convolutions (rife_cli.models.transforms.winograd) bring a second thread pool whose
 spinning workers compete with OpenMP's. Two frame pairs (or the two mirrored halves of one v3.x
 pair) share no data until they are done, so on the CPU the engine runs them in lanes instead: one
 worker thread per core, each with one intra-op thread. Measured on this project's 2-core CPU, 720p

@@ -90,7 +90,9 @@ def test_baseline_makes_the_mirrored_calls_one_after_the_other():
     a, b = golden_pair("I0")
     (one_by_one,) = base.interpolate(a, b, [0.5])
     assert calls == [1, 1]
-    base.net.mirrored_map = None  # one batch of two
+    from rife_cli.models.transforms import mirrored
+
+    mirrored.apply(base.net, "batch")  # one batch of two
     (batched,) = base.interpolate(a, b, [0.5])
     assert calls == [1, 1, 2]
     assert abs(one_by_one.astype(int) - batched.astype(int)).max() <= 1

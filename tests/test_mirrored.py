@@ -6,6 +6,7 @@ import torch
 from conftest import golden_pair, psnr
 
 from rife_cli.models.ifnet_v3 import IFBlock, resize
+from rife_cli.models.transforms.mirrored import mirrored_stem
 
 
 def test_mirrored_stem_is_conv0_of_both_calls():
@@ -19,7 +20,7 @@ def test_mirrored_stem_is_conv0_of_both_calls():
         return block.conv0(torch.cat([resize(x, 1 / s), resize(f, 1 / s) / s], 1))
 
     with torch.no_grad():
-        both = block.mirrored_stem(torch.cat([w0, w1, mask], 1), flow, s)
+        both = mirrored_stem(block, torch.cat([w0, w1, mask], 1), flow, s)
         forward = conv0(torch.cat([w0, w1, mask], 1), flow)
         mirrored = conv0(torch.cat([w1, w0, -mask], 1), torch.cat([flow[:, 2:4], flow[:, :2]], 1))
     torch.testing.assert_close(both[:, :90], forward, rtol=0, atol=1e-12)
@@ -41,6 +42,8 @@ def test_cpu_engine_joint_stem_matches_two_separate_calls(engine_v36):
 
 def test_the_reference_like_baseline_keeps_two_separate_calls():
     from rife_cli.bench import baseline_engine
+    from rife_cli.models.ifnet_v3 import IFNetV3
 
     base = baseline_engine("v3.6")
-    assert not base.net.joint_stem and base.net.mirrored_map is not None
+    # the plain network, untransformed: its mirrored_calls make the two calls one after the other
+    assert type(base.net).mirrored_calls is IFNetV3.mirrored_calls

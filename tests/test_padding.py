@@ -8,7 +8,7 @@ from conftest import golden_pair, psnr
 
 from rife_cli.errors import UsageError
 from rife_cli.models.ifnet_v3 import IFNetV3
-from rife_cli.models.padding import pad_channels
+from rife_cli.models.transforms.padding import pad_channels
 
 
 def test_padded_network_computes_the_same_with_zero_channels_between():

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rife_cli.models.upconv import UpConv, interleave_phases, phase_weight_3x3
+from rife_cli.models.transforms.upconv import UpConv, interleave_phases, phase_weight_3x3
 
 
 @pytest.mark.parametrize("shape", [(1, 6, 5, 7), (3, 4, 8, 8), (2, 9, 1, 3)])

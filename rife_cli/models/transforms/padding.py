@@ -14,7 +14,7 @@ import copy
 import torch
 from torch import nn
 
-from .ifnet_v3 import IFBlock, IFNetV3
+from ..ifnet_v3 import IFBlock, IFNetV3
 
 
 def _up(n: int, multiple: int) -> int:

@@ -94,3 +94,74 @@ def per_sample(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> t
     for i in range(x.shape[0]):
         out[i : i + 1].copy_(fn(x[i : i + 1].contiguous()))
     return out
+
+
+# ----- the transform: which layers and blocks take the Winograd path
+
+
+class _PerSampleBody:
+    """For blocks with a `body(feat)` (the 4.x families): the body one sample at a time where the
+    Winograd path applies (NNPACK's inference kernel takes one contiguous NCHW sample)."""
+
+    def body(self, feat: torch.Tensor) -> torch.Tensor:
+        return per_sample(super().body, feat)
+
+
+class _WinogradTrunkHeads:
+    """For the v3.x IFBlock: per sample, the trunk by Winograd, then both heads' first transposed
+    convolutions as one Winograd 3x3 convolution over the trunk's NCHW output (their four output
+    phases; measured on the 2-core CPU, one thread, 184x320: 115 ms for both against 2 x 95 ms in
+    the 2x2 phase form) and one interleaving copy each."""
+
+    def trunk_heads(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not applies(feat):
+            return super().trunk_heads(feat)
+        ups = [self._one(feat[i : i + 1].contiguous()) for i in range(len(feat))]
+        up_flow, up_mask = (torch.cat(parts) for parts in zip(*ups))
+        return up_flow, up_mask
+
+    def _one(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from .upconv import interleave_phases, phase_weight_3x3
+
+        feat = self.trunk(feat)
+        first = (self.conv1[0], self.conv2[0])
+        weight = torch.cat([phase_weight_3x3(m.weight) for m in first])
+        bias = torch.cat([m.bias.repeat(4) for m in first])
+        y = torch._nnpack_spatial_convolution(feat, weight, bias, [1, 1])
+        split = 4 * first[0].out_channels
+        return interleave_phases(y[:, :split]), interleave_phases(y[:, split:])
+
+
+@functools.cache
+def _with(mixin: type, cls: type) -> type:
+    return type(cls.__name__, (mixin, cls), {"__module__": cls.__module__})
+
+
+def is_plain_3x3(m: nn.Module) -> bool:
+    return (
+        type(m) is nn.Conv2d
+        and m.kernel_size == (3, 3)
+        and m.stride == (1, 1)
+        and m.padding == (1, 1)
+        and m.dilation == (1, 1)
+        and m.groups == 1
+    )
+
+
+def apply(net: nn.Module) -> int:
+    """Every stride-1 3x3 convolution becomes a Conv3x3 (same parameters); 4.x blocks run their
+    bodies per sample and v3.x blocks their trunks and heads (where Winograd applies). In place;
+    returns how many convolutions were changed."""
+    from ..ifnet_v3 import IFBlock
+    from ..ifnet_v4x import Block
+
+    n = 0
+    for m in net.modules():
+        if is_plain_3x3(m):
+            m.__class__ = Conv3x3
+            n += 1
+        elif isinstance(m, Block) and not isinstance(m, _PerSampleBody):
+            m.__class__ = _with(_PerSampleBody, type(m))
+        elif isinstance(m, IFBlock) and not isinstance(m, _WinogradTrunkHeads):
+            m.__class__ = _with(_WinogradTrunkHeads, type(m))
+    return n
