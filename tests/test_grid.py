@@ -89,3 +89,12 @@ def test_tolerance_stays_below_a_quarter_frame():
     g = Grid(Fraction(25), tolerance(Fraction(1, 1000), Fraction(25)))
     assert g.index(Fraction(0), Fraction(41, 1000)) == 1
     assert g.index(Fraction(0), Fraction(45, 1000)) is None
+
+
+@pytest.mark.parametrize("rate", RATES, ids=str)
+def test_a_short_clip_keeps_the_standard_rate_it_states(rate):
+    # 24 frames at 24 fps also fit the 23.976 grid within 1 ms: the stated rate wins
+    for tick in (Fraction(1, 1000), Fraction(1, 12288)):
+        times = stored(rate, tick, n=24)
+        found = find_grid(times, tick, candidate_rates([rate]))
+        assert found.constant and found.grid.rate == rate

@@ -25,6 +25,7 @@ STANDARD_RATES = tuple(
         Fraction(30000, 1001),
         30,
         48,
+        Fraction(48000, 1001),  # 2x of 23.976, as our own outputs and other tools' are
         50,
         Fraction(60000, 1001),
         60,
@@ -37,6 +38,8 @@ STANDARD_RATES = tuple(
         90,
         100,
         144,
+        Fraction(96000, 1001),
+        Fraction(240000, 1001),
         240,
     )
 )
@@ -53,14 +56,16 @@ def tolerance(tick: Fraction | None, rate: Fraction) -> Fraction:
 
 
 def candidate_rates(stated: Iterable[Fraction | None]) -> list[Fraction]:
-    """The rates the container states (in its order of trust), each preceded by a standard rate
-    within 0.1 % of it (29.97 written for 30000/1001: over a short stretch both grids hold the
-    times, and the standard one is what was meant), then the standard rates within 1 % of one of
-    them; without repeats."""
+    """The rates the container states (in its order of trust), each not itself standard preceded
+    by a standard rate within 0.1 % of it (29.97 written for 30000/1001: over a short stretch both
+    grids hold the times, and the standard one is what was meant), then the standard rates within
+    1 % of one of them; without repeats."""
     out: list[Fraction] = []
     stated = [Fraction(r) for r in stated if r and r > 0]
     for r in stated:
-        near = [s for s in STANDARD_RATES if abs(s - r) <= r / 1000]
+        # A stated standard rate is what it says (24 is not 24000/1001, though on a short clip
+        # both grids hold the times).
+        near = [] if r in STANDARD_RATES else [s for s in STANDARD_RATES if abs(s - r) <= r / 1000]
         for c in near + [r]:
             if c not in out:
                 out.append(c)
