@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import dedup as repeats
 from . import scenes
 from .errors import InputError, ModelError, OutputError, UsageError
 from .resume import (
@@ -58,6 +59,7 @@ class Summary:
     skipped: bool = False  # --skip-existing found the output already there
     fp32_fallbacks: int = 0  # pairs redone in fp32 because half precision overflowed
     hwaccel: str | None = None  # the device that decoded the video (--hwaccel); None: software
+    duplicates: int = 0  # repeated frames dropped by --dedup (counted in frames_in)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -80,6 +82,9 @@ class Options:
     resume: bool = False
     skip_existing: bool = False
     hwaccel: str | None = None  # decode the video on this device ("cuda": NVDEC)
+    dedup: bool = False  # drop repeated frames (animation on twos/threes) before interpolating
+    dedup_threshold: float = repeats.DEFAULT_THRESHOLD
+    dedup_max_hold: int | None = None  # None: repeats.max_hold_for(source rate)
     queue_bytes: int = QUEUE_BYTES
     segment_frames: int = SEGMENT_FRAMES
     segment_seconds: float = SEGMENT_SECONDS
@@ -188,6 +193,7 @@ class _Run:
         self.hwaccel: str | None = hwaccel
         self.pool: ThreadPoolExecutor | None = None  # batch workers, when the engine takes two
         self.pending: deque[tuple[list, Future]] = deque()  # batches in their hands, oldest first
+        self.dedup = _dedup_stage(info, opts)
 
     # ----- reader
     def read(self, q: ByteQueue) -> None:
@@ -199,12 +205,16 @@ class _Run:
                 and not self.png
                 and not self.opts.montage
             )
-            for frame in read_frames(self.info, self.warn, self.stats, self.hwaccel, planes):
+            frames = read_frames(self.info, self.warn, self.stats, self.hwaccel, planes)
+            if self.dedup is not None:
+                # Over every frame, those a resumed run skips too: the same frames are dropped.
+                frames = self.dedup.filter(frames)
+            for frame in frames:
                 if frame.index < self.skip_until:
                     q.put(_Skipped(frame.index, frame.time), 0)
                     continue
-                if self.opts.scene_threshold > 0 and frame.thumb is None:
-                    frame.thumb = scenes.thumbnail(frame.image)
+                if self.opts.scene_threshold > 0:
+                    scenes.thumb_of(frame)
                 q.put(frame, frame.nbytes * (2 if frame.original is not None else 1))
         finally:
             q.put(DONE)
@@ -463,9 +473,12 @@ def interpolate_video(
         def engine_factory(need):
             return interpolator_for(need, **engine_opts)
 
+    # --dedup: the distinct frames are unevenly spaced, so the timesteps are not dyadic.
+    need_any = need_any or opts.dedup
     engine = engine_factory(need_any)
     if need_any and not engine.any_timestep:
         why = "a variable-frame-rate source" if info.vfr else f"a {float(f):g}x factor"
+        why = "--dedup" if opts.dedup else why
         raise ModelError(
             f"model {engine.source.label} makes only midpoints and cannot serve {why}; "
             "use --model v4.0"
@@ -554,7 +567,7 @@ def interpolate_video(
     return Summary(
         input=str(inp),
         output=str(out),
-        frames_in=run.frames_in,
+        frames_in=run.frames_in + (run.dedup.dropped if run.dedup else 0),
         frames_out=run.frames_out,
         fps_in=_rate_text(info.rate),
         fps_out=_rate_text(target.write_rate),
@@ -568,7 +581,21 @@ def interpolate_video(
         bad_packets=run.stats["bad_packets"],
         fp32_fallbacks=getattr(engine, "fp32_fallbacks", 0) - fallbacks_before,
         hwaccel=hwaccel,
+        duplicates=run.dedup.dropped if run.dedup else 0,
     )
+
+
+def _dedup_stage(info: SourceInfo, opts: Options) -> repeats.Dedup | None:
+    """The --dedup stage; a hold that ends in a scene cut keeps its last copy (see Dedup)."""
+    if not opts.dedup:
+        return None
+    hold = opts.dedup_max_hold or repeats.max_hold_for(info.rate)
+    threshold = opts.scene_threshold
+
+    def hard(a: SourceFrame, b: SourceFrame) -> bool:
+        return scenes.is_cut(scenes.thumb_of(a), scenes.thumb_of(b), threshold)
+
+    return repeats.Dedup(opts.dedup_threshold, hold, hard if threshold > 0 else None)
 
 
 def _open_segments(inp, out, info, target, engine, opts, enc, warn):

@@ -25,6 +25,13 @@ def thumbnail(image: np.ndarray) -> np.ndarray:
     return small / top
 
 
+def thumb_of(frame) -> np.ndarray:
+    """A SourceFrame's thumbnail, made once (planes-mode frames come with theirs)."""
+    if frame.thumb is None:
+        frame.thumb = thumbnail(frame.image)
+    return frame.thumb
+
+
 def similarity(a: np.ndarray, b: np.ndarray) -> float:
     """Mean SSIM over 7x7 Gaussian windows (sigma 1.5) and channels of two thumbnails."""
     c1, c2 = 0.01**2, 0.03**2
