@@ -60,6 +60,7 @@ class Summary:
     fp32_fallbacks: int = 0  # pairs redone in fp32 because half precision overflowed
     hwaccel: str | None = None  # the device that decoded the video (--hwaccel); None: software
     duplicates: int = 0  # repeated frames dropped by --dedup (counted in frames_in)
+    flashes: int = 0  # single-frame flashes: not blended into their neighbours, not cuts
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -194,6 +195,7 @@ class _Run:
         self.pool: ThreadPoolExecutor | None = None  # batch workers, when the engine takes two
         self.pending: deque[tuple[list, Future]] = deque()  # batches in their hands, oldest first
         self.dedup = _dedup_stage(info, opts)
+        self.scenes = scenes.SceneStage(opts.scene_threshold) if opts.scene_threshold > 0 else None
 
     # ----- reader
     def read(self, q: ByteQueue) -> None:
@@ -209,12 +211,12 @@ class _Run:
             if self.dedup is not None:
                 # Over every frame, those a resumed run skips too: the same frames are dropped.
                 frames = self.dedup.filter(frames)
+            if self.scenes is not None:
+                frames = self.scenes.filter(frames)  # frame.edge: cut, flash or neither
             for frame in frames:
                 if frame.index < self.skip_until:
                     q.put(_Skipped(frame.index, frame.time), 0)
                     continue
-                if self.opts.scene_threshold > 0:
-                    scenes.thumb_of(frame)
                 q.put(frame, frame.nbytes * (2 if frame.original is not None else 1))
         finally:
             q.put(DONE)
@@ -261,11 +263,9 @@ class _Run:
                     if self.stop is not None and self.stop.is_set():
                         self.stopped = True
                         return
-                cut = self.opts.scene_threshold > 0 and scenes.is_cut(
-                    prev.thumb, frame.thumb, self.opts.scene_threshold
-                )
-                self.cuts += cut
-                self.segment_cuts += cut
+                cut = frame.edge in scenes.HARD  # nothing blended across a cut or a flash
+                self.cuts += frame.edge == scenes.CUT
+                self.segment_cuts += frame.edge == scenes.CUT
                 batch.append((prev, frame, plan.slots(prev.time, frame.time), cut))
                 if sum(1 for p in batch if not p[3]) >= self.engine.batch_size:
                     self.flush(batch, out_q)
@@ -582,6 +582,7 @@ def interpolate_video(
         fp32_fallbacks=getattr(engine, "fp32_fallbacks", 0) - fallbacks_before,
         hwaccel=hwaccel,
         duplicates=run.dedup.dropped if run.dedup else 0,
+        flashes=run.scenes.flashes if run.scenes else 0,
     )
 
 
