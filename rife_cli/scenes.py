@@ -106,7 +106,8 @@ def _between(prev: np.ndarray, mid: np.ndarray, nxt: np.ndarray) -> bool:
 
 
 def _gain_and_offset(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether b is a * g + o (a fade's step) up to FADE_RESIDUAL."""
+    """Whether b is a * g + o (a fade's step) up to FADE_RESIDUAL. Not symmetric: a black frame
+    is any frame times 0, but no gain makes a picture out of it."""
     ga, gb = _gray(a).ravel().astype(np.float64), _gray(b).ravel().astype(np.float64)
     x = np.stack([ga, np.ones_like(ga)], 1)
     coef, *_ = np.linalg.lstsq(x, gb, rcond=None)
@@ -166,6 +167,7 @@ class SceneStage:
         blend = (nxt is not None and _between(t(prev), t(frame), t(nxt))) or (
             before is not None and _between(t(before), t(prev), t(frame))
         )
-        if not blend and not _gain_and_offset(t(prev), t(frame)):
+        fade = _gain_and_offset(t(prev), t(frame)) or _gain_and_offset(t(frame), t(prev))
+        if not blend and not fade:
             frame.edge = CUT
         return frame
