@@ -491,6 +491,7 @@ def interpolate(
                 f"{summary.fps_in} -> {summary.fps_out} fps, {summary.duration:.3f} s, "
                 f"{summary.scene_cuts} scene cuts, "
                 + (f"{summary.duplicates} duplicates dropped, " if dedup else "")
+                + (f"{summary.flashes} flashes, " if summary.flashes else "")
                 + f"{summary.seconds:.1f} s on {summary.device} "
                 f"({summary.model}, {summary.precision})"
             )

@@ -89,7 +89,9 @@ class Dedup:
                 last, repeats = frame, repeats + 1
                 continue
             if last is not None:
-                if repeats + 1 > self.max_hold or (self.hard is not None and self.hard(last, frame)):
+                if repeats + 1 > self.max_hold or (
+                    self.hard is not None and self.hard(last, frame)
+                ):
                     yield last
                     repeats -= 1
                 self.dropped += repeats

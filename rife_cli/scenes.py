@@ -163,11 +163,12 @@ class SceneStage:
             return frame
         if not cand.get(id(frame)):
             return frame
-        t = lambda f: f.thumb  # noqa: E731
-        blend = (nxt is not None and _between(t(prev), t(frame), t(nxt))) or (
-            before is not None and _between(t(before), t(prev), t(frame))
+        blend = (nxt is not None and _between(prev.thumb, frame.thumb, nxt.thumb)) or (
+            before is not None and _between(before.thumb, prev.thumb, frame.thumb)
         )
-        fade = _gain_and_offset(t(prev), t(frame)) or _gain_and_offset(t(frame), t(prev))
+        fade = _gain_and_offset(prev.thumb, frame.thumb) or _gain_and_offset(
+            frame.thumb, prev.thumb
+        )
         if not blend and not fade:
             frame.edge = CUT
         return frame

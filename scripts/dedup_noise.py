@@ -26,8 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rife_cli import dedup  # noqa: E402
-from rife_cli.video.source import probe, read_frames  # noqa: E402
+from rife_cli import dedup
+from rife_cli.video.source import probe, read_frames
 
 GOLDEN = ROOT.parent / "shared" / "golden"
 
@@ -64,7 +64,9 @@ def drawings(w: int, h: int, n: int) -> tuple[list[np.ndarray], list[str]]:
         mx, my = w // 2, h // 3
         cv2.rectangle(img, (mx, my), (mx + w // 64, my + h // 60), (60, 60, 200), -1)
         if mouth_open:
-            cv2.rectangle(img, (mx + 2, my + 1), (mx + w // 64 - 2, my + h // 60 - 1), (20, 10, 40), -1)
+            cv2.rectangle(
+                img, (mx + 2, my + 1), (mx + w // 64 - 2, my + h // 60 - 1), (20, 10, 40), -1
+            )
         out.append(img)
     return out, kinds
 

@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rife_cli.pipeline import interpolate_video  # noqa: E402
+from rife_cli.pipeline import interpolate_video
 
 GOLDEN = ROOT.parent / "shared" / "golden"
 W, H = 448, 256
@@ -36,8 +36,13 @@ W, H = 448, 256
 def pan_truth(n: int) -> list[np.ndarray]:
     """n frames at 48 fps: a window moving right and down over a real frame, speeding up and
     slowing down (2-10 px a frame)."""
-    big = cv2.resize(cv2.imread(str(GOLDEN / "I1" / "frame0.png")), None, fx=3, fy=3,
-                     interpolation=cv2.INTER_CUBIC)
+    big = cv2.resize(
+        cv2.imread(str(GOLDEN / "I1" / "frame0.png")),
+        None,
+        fx=3,
+        fy=3,
+        interpolation=cv2.INTER_CUBIC,
+    )
     out = []
     for j in range(n):
         x = 100 + 6 * j + 40 * np.sin(j / 8)
@@ -98,8 +103,15 @@ def main() -> None:
             for dedup in (False, True):
                 out = Path(tmp) / f"out_{dedup}.mkv"
                 s = interpolate_video(
-                    src, out, exp=1, dedup=dedup, model=args.model, device="cpu",
-                    precision="fp32", codec="libx264", crf=10,
+                    src,
+                    out,
+                    exp=1,
+                    dedup=dedup,
+                    model=args.model,
+                    device="cpu",
+                    precision="fp32",
+                    codec="libx264",
+                    crf=10,
                 )
                 rows[dedup] = (decode(out), s)
         last = 4 * ((n - 1) // 2)  # the last drawing's output frame

@@ -33,8 +33,16 @@ CASES = {
     "mkv-h264-60-aac": ("60", ["-c:v", "libx264", "-c:a", "aac"], "c.mkv"),
     "mkv-hevc10-24-aac": (
         "24",
-        ["-c:v", "libx265", "-pix_fmt", "yuv420p10le", "-x265-params", "log-level=error",
-         "-c:a", "aac"],
+        [
+            "-c:v",
+            "libx265",
+            "-pix_fmt",
+            "yuv420p10le",
+            "-x265-params",
+            "log-level=error",
+            "-c:a",
+            "aac",
+        ],
         "d.mkv",
     ),  # fmt: skip
     "mp4-h264-29.97-aac": ("30000/1001", ["-c:v", "libx264", "-c:a", "aac"], "e.mp4"),
@@ -42,7 +50,9 @@ CASES = {
     "ts-h264-25-mp2": ("25", ["-c:v", "libx264", "-c:a", "mp2", "-f", "mpegts"], "g.ts"),
     "ts-h264-50-ac3": ("50", ["-c:v", "libx264", "-c:a", "ac3", "-f", "mpegts"], "h.ts"),
     "avi-mpeg4-25-mp3": (
-        "25", ["-c:v", "mpeg4", "-bf", "2", "-q:v", "3", "-c:a", "libmp3lame"], "i.avi"
+        "25",
+        ["-c:v", "mpeg4", "-bf", "2", "-q:v", "3", "-c:a", "libmp3lame"],
+        "i.avi",
     ),
     "mp4-rotated-90-phone": (
         "30",
@@ -50,7 +60,9 @@ CASES = {
         "j.mp4",
     ),
     "mkv-anamorphic-sar-16:11": (
-        "25", ["-c:v", "libx264", "-vf", "setsar=16/11", "-c:a", "aac"], "k.mkv"
+        "25",
+        ["-c:v", "libx264", "-vf", "setsar=16/11", "-c:a", "aac"],
+        "k.mkv",
     ),
 }
 

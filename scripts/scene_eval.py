@@ -34,8 +34,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rife_cli import scenes  # noqa: E402
-from rife_cli.video.source import SourceFrame, probe, read_frames  # noqa: E402
+from rife_cli import scenes
+from rife_cli.video.source import SourceFrame, probe, read_frames
 
 GOLDEN = ROOT.parent / "shared" / "golden"
 W, H = 480, 270
@@ -95,7 +95,13 @@ def build(shots: int, seed: int) -> tuple[list[np.ndarray], list[str]]:
     """Frames and, for each pair (i - 1, i), its label ('' for frame 0)."""
     rng = np.random.default_rng(seed)
     reals = [
-        cv2.resize(cv2.imread(str(GOLDEN / p / "frame0.png")), None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
+        cv2.resize(
+            cv2.imread(str(GOLDEN / p / "frame0.png")),
+            None,
+            fx=3,
+            fy=3,
+            interpolation=cv2.INTER_CUBIC,
+        )
         for p in ("I0", "I1", "I2")
     ]
     kinds = ["static", "pan-slow", "pan-fast", "shake", "zoom", "synthetic"]

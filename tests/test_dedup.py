@@ -160,8 +160,10 @@ def test_image_sequence(tmp_path):
 
 def test_resume_with_dedup_equals_uninterrupted(tmp_path):
     n = 30
-    src = make_video(tmp_path / "a.mkv", n=n, rate=RATE, codec="ffv1", frames=on_twos(n), audio=True)
-    kw = dict(exp=1, codec="ffv1", segment_frames=6, dedup=True)
+    src = make_video(
+        tmp_path / "a.mkv", n=n, rate=RATE, codec="ffv1", frames=on_twos(n), audio=True
+    )
+    kw = {"exp": 1, "codec": "ffv1", "segment_frames": 6, "dedup": True}
     full = interpolate_blended(src, tmp_path / "full.mkv", **kw)
     stop = StopRequest()
 
@@ -179,3 +181,34 @@ def test_resume_with_dedup_equals_uninterrupted(tmp_path):
     a, ta, _ = decode(tmp_path / "full.mkv")
     b, tb, _ = decode(tmp_path / "out.mkv")
     assert ta == tb and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_cli_dedup_uses_v4_and_reports_the_duplicates(tmp_path):
+    from click.testing import CliRunner
+
+    from rife_cli.cli import main
+
+    n = 8
+    src = make_video(
+        tmp_path / "a.mkv",
+        n=n,
+        w=96,
+        h=64,
+        rate=RATE,
+        frames=[cv2.resize(f, (96, 64)) for f in on_twos(n)],
+    )
+    out = tmp_path / "o.mkv"
+    res = CliRunner().invoke(
+        main,
+        ["interpolate", str(src), "-o", str(out), "--dedup", "--json", "--precision", "fp32"],
+    )
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["model"] == "v4.0" and "using model v4.0" in res.stderr
+    assert summary["duplicates"] == n // 2 - 1 and summary["frames_in"] == n
+    assert summary["frames_out"] == 2 * n == len(decode(out)[0])
+    assert f"{n // 2 - 1} duplicates dropped" in res.stderr
+    named = CliRunner().invoke(
+        main, ["interpolate", str(src), "-o", str(tmp_path / "p.mkv"), "--dedup", "--model", "v3.6"]
+    )
+    assert named.exit_code == 1 and "--dedup" in named.output and "v4.0" in named.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from fractions import Fraction
 
 import cv2
@@ -65,7 +66,7 @@ def pan(pair: str, n: int, step: float, start=(40.0, 60.0)) -> list[np.ndarray]:
 def test_a_fast_pan_is_not_a_cut():
     frames = pan("I1", 10, 40)  # an eighth of the width a frame
     thumbs = [scenes.thumbnail(f) for f in frames]
-    plain = [scenes.similarity(a, b) for a, b in zip(thumbs, thumbs[1:])]
+    plain = [scenes.similarity(a, b) for a, b in itertools.pairwise(thumbs)]
     assert min(plain) < scenes.DEFAULT_THRESHOLD  # without undoing the motion: "cuts"
     assert edges(frames)[0] == [""] * 10
 
