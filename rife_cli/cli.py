@@ -292,9 +292,10 @@ def _install_stop_handlers():
 @click.option(
     "--scene-threshold",
     type=float,
-    default=0.2,
+    default=0.3,
     show_default=True,
-    help="Pairs less similar than this (SSIM of thumbnails) are cuts: nothing blended across. 0: off.",
+    help="Pairs less similar than this (SSIM of thumbnails, motion undone) may be cuts: nothing "
+    "blended across; one-frame flashes are not blended either, fades are. 0: off.",
 )
 @click.option(
     "--dedup",
