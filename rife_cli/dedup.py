@@ -34,35 +34,39 @@ def max_hold_for(rate: Fraction) -> int:
     return max(2, round(rate * HOLD_SECONDS))
 
 
-def luma(frame: SourceFrame) -> np.ndarray:
-    """The frame's luma as float32 in 8-bit levels (full range), from its BGR image or its planes."""
+@dataclass
+class Luma:
+    """A frame's luma plane as decoded (uint8/uint16/float32) and the factor to 8-bit levels."""
+
+    plane: np.ndarray
+    scale: float
+
+
+def luma(frame: SourceFrame) -> Luma:
+    """The frame's luma, from its BGR image or its planes; full-range 8-bit levels after `scale`."""
     if frame.image is not None:
         img = frame.image
         if img.ndim == 3:
             img = cv2.cvtColor(np.ascontiguousarray(img[:, :, :3]), cv2.COLOR_BGR2GRAY)
-        y = img.astype(np.float32)
-        if img.dtype == np.uint16:
-            y *= 1 / 257
-        elif img.dtype == np.float32:
-            y *= 255
-        return y
+        scale = {np.dtype(np.uint16): 1 / 257, np.dtype(np.float32): 255.0}.get(img.dtype, 1.0)
+        return Luma(img, scale)
     planes = frame.planes
-    y = planes.data[: planes.height].astype(np.float32)
-    if not planes.full_range:
-        y *= 255 / 219  # a limited-range step is bigger: the same threshold in full-range levels
-    return y
+    # A limited-range step is bigger: the same threshold in full-range levels.
+    return Luma(planes.data[: planes.height], 1.0 if planes.full_range else 255 / 219)
 
 
-def difference(a: np.ndarray, b: np.ndarray) -> float:
+def difference(a: Luma, b: Luma) -> float:
     """The largest mean absolute difference over BLOCK x BLOCK blocks of two lumas (8-bit
     levels). A mean over the whole frame would drown a moving mouth in compression noise; a
     single pixel's difference would be the noise itself."""
-    diff = cv2.absdiff(a, b)
+    diff = cv2.absdiff(a.plane, b.plane)  # in the decoded type: a quarter of the float work
     h, w = diff.shape
     blocks = cv2.resize(
-        diff, (math.ceil(w / BLOCK), math.ceil(h / BLOCK)), interpolation=cv2.INTER_AREA
+        diff.astype(np.float32),
+        (math.ceil(w / BLOCK), math.ceil(h / BLOCK)),
+        interpolation=cv2.INTER_AREA,
     )
-    return float(blocks.max())
+    return float(blocks.max()) * a.scale
 
 
 @dataclass
