@@ -513,6 +513,13 @@ def interpolate_video(
                 run.cancel.set()  # the reader may be blocked on a full queue
         except Cancelled:
             pass  # a worker failed and cancelled the run; its own error is raised below
+        except InputError:
+            # The input ended early ("no frames"): a reader that failed says why. Its stages
+            # (--dedup, scenes) hold frames back, so it can fail before inference saw a frame.
+            run.cancel.set()
+            _join(reader)
+            reader.check()
+            raise
         except BaseException:  # any failure here (Ctrl-C too): stop the workers, then re-raise
             run.cancel.set()
             raise
