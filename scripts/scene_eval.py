@@ -42,12 +42,13 @@ W, H = 480, 270
 RATE = 24
 
 
-def lavfi(name: str, n: int, offset: float) -> list[np.ndarray]:
-    """n frames of one of ffmpeg's generated sources, from `offset` seconds in."""
+def lavfi(name: str, n: int, offset: float, seed: int) -> list[np.ndarray]:
+    """n frames of one of ffmpeg's generated sources, from `offset` seconds in (`seed` fills the
+    cellular automata's first grid: their default seed is random, the set would change)."""
     spec = {
         "mandelbrot": f"mandelbrot=s={W}x{H}:r={RATE}",
-        "life": f"life=s={W}x{H}:r={RATE}:mold=10:ratio=0.3:death_color=#203040:life_color=#e0c080",
-        "cellauto": f"cellauto=s={W}x{H}:r={RATE}:rule=110",
+        "life": f"life=s={W}x{H}:r={RATE}:mold=10:ratio=0.3:death_color=#203040:life_color=#e0c080:seed={seed}",
+        "cellauto": f"cellauto=s={W}x{H}:r={RATE}:rule=110:seed={seed}",
         "testsrc2": f"testsrc2=s={W}x{H}:r={RATE}",
     }[name]
     raw = subprocess.run(
@@ -113,7 +114,7 @@ def build(shots: int, seed: int) -> tuple[list[np.ndarray], list[str]]:
         n = int(rng.integers(6, 41))  # action scenes cut every quarter second
         if kind == "synthetic":
             src = ["mandelbrot", "life", "cellauto", "testsrc2"][int(rng.integers(4))]
-            shot = lavfi(src, n, float(rng.uniform(0, 20)))
+            shot = lavfi(src, n, float(rng.uniform(0, 20)), int(rng.integers(1 << 31)))
         else:
             # every third real shot is another view of the frame before: a cut within one scene
             r = last_real if (last_real is not None and s % 3 == 0) else int(rng.integers(3))
@@ -228,6 +229,7 @@ def detectors() -> dict[str, callable]:
     out[f"rife: aligned SSIM < {scenes.DEFAULT_THRESHOLD}, flash and fade rules"] = ours(
         scenes.DEFAULT_THRESHOLD
     )
+    out["rife, --scene-threshold 0.4"] = ours(0.4)
     return out
 
 
