@@ -336,9 +336,31 @@ def _install_stop_handlers():
 @click.option(
     "--scene-threshold",
     type=float,
-    default=0.2,
+    default=0.3,
     show_default=True,
-    help="Pairs less similar than this (SSIM of thumbnails) are cuts: nothing blended across. 0: off.",
+    help="Pairs less similar than this (SSIM of thumbnails, motion undone) may be cuts: nothing "
+    "blended across; one-frame flashes are not blended either, fades are. 0: off.",
+)
+@click.option(
+    "--dedup",
+    is_flag=True,
+    help="Drop repeated frames (animation on twos/threes) and interpolate the distinct ones on "
+    "their real timeline (uses v4.0).",
+)
+@click.option(
+    "--dedup-threshold",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="A frame repeats the last one kept when no 16x16 block of their luma differs by more "
+    "than this on average (8-bit levels).",
+)
+@click.option(
+    "--dedup-max-hold",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Frames a drawing may be held and still be deduplicated; longer holds stay pauses "
+    "(default: 1/6 s, 4 frames at 24 fps).",
 )
 @click.option("--montage", is_flag=True, help="Left half original (held), right half interpolated.")
 @click.option(
@@ -406,6 +428,9 @@ def interpolate(
     input_fps,
     slowmo,
     scene_threshold,
+    dedup,
+    dedup_threshold,
+    dedup_max_hold,
     montage,
     png,
     force,
@@ -482,6 +507,9 @@ def interpolate(
         "input_fps": input_fps,
         "slowmo": slowmo,
         "scene_threshold": scene_threshold,
+        "dedup": dedup,
+        "dedup_threshold": dedup_threshold,
+        "dedup_max_hold": dedup_max_hold,
         "montage": montage,
         "png": png,
         "force": force,
@@ -551,7 +579,10 @@ def interpolate(
             notice(
                 f"{summary.input} -> {summary.output}: {summary.frames_in} -> {summary.frames_out} frames, "
                 f"{summary.fps_in} -> {summary.fps_out} fps{rate_note}, {summary.duration:.3f} s, "
-                f"{summary.scene_cuts} scene cuts, {summary.seconds:.1f} s on {summary.device} "
+                f"{summary.scene_cuts} scene cuts, "
+                + (f"{summary.duplicates} duplicates dropped, " if dedup else "")
+                + (f"{summary.flashes} flashes, " if summary.flashes else "")
+                + f"{summary.seconds:.1f} s on {summary.device} "
                 f"({summary.model}, {summary.precision})"
             )
     if several:

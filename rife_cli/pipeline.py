@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import dedup as repeats
 from . import scenes
 from .errors import InputError, ModelError, OutputError, UsageError
 from .resume import (
@@ -59,6 +60,8 @@ class Summary:
     skipped: bool = False  # --skip-existing found the output already there
     fp32_fallbacks: int = 0  # pairs redone in fp32 because half precision overflowed
     hwaccel: str | None = None  # the device that decoded the video (--hwaccel); None: software
+    duplicates: int = 0  # repeated frames dropped by --dedup (counted in frames_in)
+    flashes: int = 0  # single-frame flashes: not blended into their neighbours, not cuts
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -82,6 +85,9 @@ class Options:
     skip_existing: bool = False
     hwaccel: str | None = None  # decode the video on this device ("cuda": NVDEC)
     input_fps: str | Fraction | None = None  # rate of an image folder (default 25)
+    dedup: bool = False  # drop repeated frames (animation on twos/threes) before interpolating
+    dedup_threshold: float = repeats.DEFAULT_THRESHOLD
+    dedup_max_hold: int | None = None  # None: repeats.max_hold_for(source rate)
     queue_bytes: int = QUEUE_BYTES
     segment_frames: int = SEGMENT_FRAMES
     segment_seconds: float = SEGMENT_SECONDS
@@ -218,6 +224,8 @@ class _Run:
         self.enough = threading.Event()  # set by inference: the shard's last pair is in hand
         self.pool: ThreadPoolExecutor | None = None  # batch workers, when the engine takes two
         self.pending: deque[tuple[list, Future]] = deque()  # batches in their hands, oldest first
+        self.dedup = _dedup_stage(info, opts)
+        self.scenes = scenes.SceneStage(opts.scene_threshold) if opts.scene_threshold > 0 else None
 
     # ----- reader
     def read(self, q: ByteQueue) -> None:
@@ -231,14 +239,17 @@ class _Run:
             )
             start_at = self.shard.first if self.shard is not None else None
             frames = read_frames(self.info, self.warn, self.stats, self.hwaccel, planes, start_at)
+            if self.dedup is not None:
+                # Over every frame, those a resumed run skips too: the same frames are dropped.
+                frames = self.dedup.filter(frames)
+            if self.scenes is not None:
+                frames = self.scenes.filter(frames)  # frame.edge: cut, flash or neither
             for frame in frames:
                 if self.enough.is_set():
                     break
                 if frame.index < self.skip_until:
                     q.put(_Skipped(frame.index, frame.time), 0)
                     continue
-                if self.opts.scene_threshold > 0 and frame.thumb is None:
-                    frame.thumb = scenes.thumbnail(frame.image)
                 q.put(frame, frame.nbytes * (2 if frame.original is not None else 1))
         finally:
             q.put(DONE)
@@ -331,11 +342,9 @@ class _Run:
 
     def add_pair(self, batch: list, prev: SourceFrame, frame: SourceFrame, plan: Plan) -> None:
         """The pair (prev, frame) with its output slots and whether it is a scene cut."""
-        cut = self.opts.scene_threshold > 0 and scenes.is_cut(
-            prev.thumb, frame.thumb, self.opts.scene_threshold
-        )
-        self.cuts += cut
-        self.segment_cuts += cut
+        cut = frame.edge in scenes.HARD  # nothing blended across a cut or a flash
+        self.cuts += frame.edge == scenes.CUT
+        self.segment_cuts += frame.edge == scenes.CUT
         batch.append((prev, frame, plan.slots(prev.time, frame.time), cut))
 
     def emit(self, q: ByteQueue, index: int, image: np.ndarray | None, original) -> None:
@@ -576,9 +585,12 @@ def interpolate_video(
         def engine_factory(need):
             return interpolator_for(need, **engine_opts)
 
+    # --dedup: the distinct frames are unevenly spaced, so the timesteps are not dyadic.
+    need_any = need_any or opts.dedup
     engine = engine_factory(need_any)
     if need_any and not engine.any_timestep:
         why = "a variable-frame-rate source" if info.vfr else f"a {float(f):g}x factor"
+        why = "--dedup" if opts.dedup else why
         raise ModelError(
             f"model {engine.source.label} makes only midpoints and cannot serve {why}; "
             "use --model v4.0"
@@ -623,6 +635,13 @@ def interpolate_video(
                 run.cancel.set()  # the reader may be blocked on a full queue
         except Cancelled:
             pass  # a worker failed and cancelled the run; its own error is raised below
+        except InputError:
+            # The input ended early ("no frames"): a reader that failed says why. Its stages
+            # (--dedup, scenes) hold frames back, so it can fail before inference saw a frame.
+            run.cancel.set()
+            _join(reader)
+            reader.check()
+            raise
         except BaseException:  # any failure here (Ctrl-C too): stop the workers, then re-raise
             run.cancel.set()
             raise
@@ -677,7 +696,7 @@ def interpolate_video(
     return Summary(
         input=str(inp),
         output=str(out),
-        frames_in=run.frames_in,
+        frames_in=run.frames_in + (run.dedup.dropped if run.dedup else 0),
         frames_out=run.frames_out,
         fps_in=_rate_text(info.rate),
         fps_out=_rate_text(target.write_rate),
@@ -692,6 +711,8 @@ def interpolate_video(
         resized_frames=run.stats["resized_frames"],
         fp32_fallbacks=getattr(engine, "fp32_fallbacks", 0) - fallbacks_before,
         hwaccel=hwaccel,
+        duplicates=run.dedup.dropped if run.dedup else 0,
+        flashes=run.scenes.flashes if run.scenes else 0,
     )
 
 
@@ -720,6 +741,19 @@ def finish_video(
     finally:
         part.unlink(missing_ok=True)
     return report.audio
+
+
+def _dedup_stage(info: SourceInfo, opts: Options) -> repeats.Dedup | None:
+    """The --dedup stage; a hold that ends in a scene cut keeps its last copy (see Dedup)."""
+    if not opts.dedup:
+        return None
+    hold = opts.dedup_max_hold or repeats.max_hold_for(info.rate)
+    threshold = opts.scene_threshold
+
+    def hard(a: SourceFrame, b: SourceFrame) -> bool:
+        return scenes.is_cut(scenes.thumb_of(a), scenes.thumb_of(b), threshold)
+
+    return repeats.Dedup(opts.dedup_threshold, hold, hard if threshold > 0 else None)
 
 
 def _open_segments(inp, out, info, target, engine, opts, enc, warn, shard=None):

@@ -298,6 +298,9 @@ def interpolate_sharded(
         return Summary(input=str(job.inp), output=str(job.out), skipped=True)
     if job.png:
         raise UsageError("PNG output is written by one process; leave out --devices / --ray")
+    if opts.dedup:
+        # which frames repeat depends on the frames before: a shard cannot tell at its start
+        raise UsageError("--dedup runs in one process; leave out --devices / --ray for it")
     info, out = job.info, job.out
     planned = cut(info.start, info.rate, info.frames, info.duration, len(devices))
     shards, resumed = load_or_save_plan(

@@ -83,6 +83,7 @@ class SourceFrame:
     image: np.ndarray | None
     original: av.VideoFrame | None = None  # the decoded frame, for passing through untouched
     thumb: np.ndarray | None = None  # scene-detection thumbnail, filled in by the pipeline
+    edge: str = ""  # what separates it from the frame before: scenes.CUT, scenes.FLASH or ""
     planes: Yuv420 | None = None
 
     @property
