@@ -6,9 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from pathlib import Path
 import random
 import threading
+from pathlib import Path
 
 import av
 import cv2
