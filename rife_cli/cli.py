@@ -102,6 +102,12 @@ def model_options(fn):
             help="torch.compile the network: a slow first frame (up to a minute on a small CPU); "
             "on the CPU slower than the default path, meant for GPUs.",
         ),
+        click.option(
+            "--cuda-graphs",
+            is_flag=True,
+            help="On CUDA, also capture the compiled network as CUDA graphs (implies --compile; "
+            "one batch at a time; not yet measured on a GPU).",
+        ),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -124,6 +130,7 @@ def build_interpolator(
     compile_net=False,
     need_any_timestep=False,
     batch_size=0,
+    cuda_graphs=False,
 ):
     from .engine import interpolator_for
 
@@ -137,6 +144,7 @@ def build_interpolator(
         offline=offline,
         notice=notice,
         compile=compile_net,
+        cuda_graphs=cuda_graphs,
     )
 
 
@@ -144,8 +152,10 @@ class RifeGroup(click.Group):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         """Usage errors as one line (exit 2), like every other error; our own go through `reported`."""
         logging.basicConfig(format="rife: %(message)s", level=logging.INFO)
-        # Before any thread exists (encoder checks start some): see rife_cli.hostmem.
-        hostmem.keep_freed_memory()
+        # Before any thread exists (encoder checks start some): see rife_cli.hostmem. A CPU
+        # tuning: a CUDA run keeps the C library's allocator as it is.
+        if cpu_run_expected(sys.argv[1:] if args is None else list(args)):
+            hostmem.keep_freed_memory()
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
@@ -475,6 +485,25 @@ def interpolate(
         sys.exit(EXIT_SOME_FAILED if results else EXIT_FAILED)
 
 
+def nvidia_present() -> bool:
+    """An NVIDIA driver's device nodes are there (without importing PyTorch)."""
+    return any(Path(p).exists() for p in ("/dev/nvidiactl", "/dev/nvidia0"))
+
+
+def cpu_run_expected(args: list[str]) -> bool:
+    """Whether a command line will run the network on the CPU, told before PyTorch is imported:
+    --device cpu, or --device auto (the default) on a machine without an NVIDIA driver."""
+    device = "auto"
+    for i, arg in enumerate(args):
+        if arg == "--device" and i + 1 < len(args):
+            device = args[i + 1]
+        elif arg.startswith("--device="):
+            device = arg.split("=", 1)[1]
+    if device == "cpu":
+        return True
+    return device == "auto" and not nvidia_present()
+
+
 def _prefault_for_cpu_run(first: Path, device: str) -> None:
     """At a cold start on the CPU, fault in the memory the first batch will need while PyTorch is
     imported on one core and the others idle (rife_cli.hostmem.prefault). Measured on the 2-core
@@ -482,7 +511,7 @@ def _prefault_for_cpu_run(first: Path, device: str) -> None:
     against 24.1-24.8 s without (and no gain from faulting half as much again)."""
     if "torch" in sys.modules or device not in ("auto", "cpu"):
         return
-    if device == "auto" and any(Path(p).exists() for p in ("/dev/nvidiactl", "/dev/nvidia0")):
+    if device == "auto" and nvidia_present():
         return  # a CUDA machine: the frames will not be on the host
     from .cpus import default_lanes
     from .video.source import probe
@@ -552,6 +581,7 @@ def bench(sizes, batch_size, frames, rounds, pad_channels, as_json, **model_opts
             offline=model_opts["offline"],
             pad_channels=pad_channels,
             log=lambda m: notice(m) if not as_json else None,
+            cuda_graphs=model_opts["cuda_graphs"],
         )
         results.append(r)
     if as_json:

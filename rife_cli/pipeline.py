@@ -57,6 +57,7 @@ class Summary:
     bad_packets: int = 0  # corrupt packets skipped while decoding
     skipped: bool = False  # --skip-existing found the output already there
     fp32_fallbacks: int = 0  # pairs redone in fp32 because half precision overflowed
+    oom_backoffs: int = 0  # batches halved after running out of device memory
     hwaccel: str | None = None  # the device that decoded the video (--hwaccel); None: software
 
     def as_dict(self) -> dict:
@@ -225,6 +226,8 @@ class _Run:
     def infer(self, src_q: ByteQueue, out_q: ByteQueue, end_hold: bool) -> None:
         plan = None
         prev: SourceFrame | None = None
+        batch_for = getattr(self.engine, "batch_for", None)
+        pairs = batch_for(self.info.width, self.info.height) if batch_for else self.engine.batch_size
         batch: list[tuple[SourceFrame, SourceFrame, list[Slot], bool]] = []
         while (frame := src_q.get()) is not DONE:
             self.frames_in += 1
@@ -255,9 +258,11 @@ class _Run:
                 self.cuts += cut
                 self.segment_cuts += cut
                 batch.append((prev, frame, plan.slots(prev.time, frame.time), cut))
-                if sum(1 for p in batch if not p[3]) >= self.engine.batch_size:
+                if sum(1 for p in batch if not p[3]) >= pairs:
                     self.flush(batch, out_q)
                     batch = []
+                    if batch_for:  # smaller after an out-of-memory back-off
+                        pairs = batch_for(self.info.width, self.info.height)
             prev = frame
         if prev is None:
             if self.skip_until:
@@ -459,6 +464,7 @@ def interpolate_video(
             "use --model v4.0"
         )
     fallbacks_before = getattr(engine, "fp32_fallbacks", 0)
+    backoffs_before = getattr(engine, "oom_backoffs", 0)
     if info.frames and total:
         total(int(info.frames * f) if not png else int((info.frames - 1) * f) + 1)
 
@@ -552,6 +558,7 @@ def interpolate_video(
         audio=audio,
         bad_packets=run.stats["bad_packets"],
         fp32_fallbacks=getattr(engine, "fp32_fallbacks", 0) - fallbacks_before,
+        oom_backoffs=getattr(engine, "oom_backoffs", 0) - backoffs_before,
         hwaccel=hwaccel,
     )
 

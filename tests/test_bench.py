@@ -23,6 +23,8 @@ def test_bench_reports_ours_and_a_baseline_from_its_own_process():
     for key in ("pairs_per_s", "baseline_pairs_per_s", "e2e_fps", "baseline_e2e_fps"):
         assert r[key] > 0, key
     assert abs(r["model_ratio"] - r["pairs_per_s"] / r["baseline_pairs_per_s"]) < 1e-2
+    # Like with like: both sides hold the last frame, 2N frames from N (3 -> 6).
+    assert r["e2e_frames"] == r["baseline_e2e_frames"] == 6
     assert "threads" in out["machine"]
 
 
