@@ -18,7 +18,7 @@ def _stream_key(device: torch.device) -> int | None:
     calling thread itself, and the tensors read-only once made)."""
     if device.type != "cuda":
         return None
-    return torch.cuda.current_stream(device).stream_id
+    return torch.cuda.current_stream(device).cuda_stream
 
 
 def _base_grid(n: int, h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
