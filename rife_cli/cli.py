@@ -601,6 +601,25 @@ def bench(sizes, batch_size, frames, rounds, pad_channels, as_json, **model_opts
         )
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--no-gpu-probe",
+    is_flag=True,
+    help="Do not try the NVIDIA decoder and encoders on the GPU (faster; 'built' only).",
+)
+@reported
+def doctor(as_json, no_gpu_probe):
+    """What this machine offers: PyTorch, CUDA and GPUs, NVDEC/NVENC, CPU, models, disk; and the
+    flags it suggests."""
+    import json
+
+    from .doctor import collect, render
+
+    report = collect(try_gpu=not no_gpu_probe)
+    click.echo(json.dumps(report.as_dict(), indent=1) if as_json else render(report))
+
+
 @main.group(invoke_without_command=True)
 @click.pass_context
 def models(ctx):
