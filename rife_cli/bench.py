@@ -141,7 +141,7 @@ def model_pairs_per_s(engine, frames: list[np.ndarray], repeats: int) -> float:
     return n * repeats / (time.perf_counter() - start)
 
 
-def baseline_e2e(engine, src: Path, out: Path) -> int:
+def baseline_e2e(engine, src: Path, out: Path, preset: str = "fast") -> int:
     """The reference's shape of loop: decode a frame, infer the pair, encode both, nothing
     overlapped. Like our video output it ends by holding the last source frame for its interval
     (2N frames from N; the reference itself writes 2N - 1), so that both sides write as many
@@ -159,7 +159,7 @@ def baseline_e2e(engine, src: Path, out: Path) -> int:
             vs.codec_context.height,
             "yuv420p",
         )
-        os_.codec_context.options = {"preset": "fast"}
+        os_.codec_context.options = {"preset": preset}
         prev = None
         for frame in inp.decode(vs):
             img = frame.to_ndarray(format="bgr24")

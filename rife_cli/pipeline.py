@@ -227,7 +227,9 @@ class _Run:
         plan = None
         prev: SourceFrame | None = None
         batch_for = getattr(self.engine, "batch_for", None)
-        pairs = batch_for(self.info.width, self.info.height) if batch_for else self.engine.batch_size
+        pairs = (
+            batch_for(self.info.width, self.info.height) if batch_for else self.engine.batch_size
+        )
         batch: list[tuple[SourceFrame, SourceFrame, list[Slot], bool]] = []
         while (frame := src_q.get()) is not DONE:
             self.frames_in += 1
@@ -401,6 +403,7 @@ def interpolate_video(
         "offline",
         "notice",
         "compile",
+        "cuda_graphs",
     }
     engine_opts = {k: options.pop(k) for k in list(options) if k in engine_keys}
     opts = Options(**options)
