@@ -35,7 +35,8 @@ from rife_cli.bench import synthetic_frames
 spec = json.loads(sys.argv[1])
 torch.set_num_threads(1)
 eng = Interpolator(spec["model"], device="cpu", precision="fp32", scale=spec["scale"], lanes=1,
-                   winograd=False, batch_size=spec["pairs"])
+                   batch_size=spec["pairs"])
+eng.backend.winograd = False  # as on CUDA (channels-last kept)
 if hasattr(eng.net, "mirrored_map"):
     eng.net.mirrored_map = None  # one batch of 2N, as on CUDA
     eng.net.joint_stem = False

@@ -34,15 +34,15 @@ class CpuBackend:
         *,
         lanes: int = 0,
         compile: bool = False,
-        keep_freed_memory: bool = True,
-        winograd: bool = True,
-        mirrored_batch: bool = True,
+        reference_like: bool = False,
     ):
+        """reference_like: the reference's CPU arithmetic, for the benchmark baseline (the C
+        library's default allocator, direct convolutions, mirrored v3.x calls one by one)."""
         self.device = device
         self.compile = compile
-        self.winograd = winograd
-        self.mirrored_batch = mirrored_batch
-        if keep_freed_memory:
+        self.winograd = not reference_like
+        self.mirrored_batch = not reference_like
+        if not reference_like:
             # Before anything starts threads: glibc settles a thread's arena at its first malloc.
             hostmem.keep_freed_memory()
         cores = usable_cores()

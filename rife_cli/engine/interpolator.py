@@ -139,13 +139,10 @@ class Interpolator:
     pad_channels: int = 0
     # CPU lanes (rife_cli.engine.cpu): 0 = one per usable core up to cpus.MAX_LANES; 1 = none.
     lanes: int = 0
-    # The reference-like benchmark baseline (rife_cli.bench.baseline_engine) turns these off;
-    # nothing else does: NCHW instead of channels-last tensors, the C library's default allocator,
-    # direct convolutions instead of Winograd, the mirrored v3.x calls one after the other.
-    memory_format: str = "channels_last"
-    keep_freed_memory: bool = True
-    winograd: bool = True
-    mirrored_batch: bool = True
+    # The reference's layout and arithmetic, for the benchmark baseline (rife_cli.bench): NCHW
+    # tensors instead of channels-last; on the CPU the C library's default allocator, direct
+    # convolutions instead of Winograd, the mirrored v3.x calls one after the other.
+    reference_like: bool = False
     source: ModelSource = field(init=False)
 
     def __post_init__(self):
@@ -176,7 +173,7 @@ class Interpolator:
             net = padding.pad_channels(net, self.pad_channels)
         # Channels-last lets oneDNN / cuDNN pick their fast convolution paths: measured 1.3-1.45x on
         # this project's 2-core CPU in fp32 at 720p (scripts/bench.py), results within float noise.
-        self.channels_last = self.memory_format == "channels_last"
+        self.channels_last = not self.reference_like
         if self.channels_last:
             net = net.to(memory_format=torch.channels_last)
         self.net = self.backend.prepare(net)
@@ -209,9 +206,7 @@ class Interpolator:
             self.torch_device,
             lanes=self.lanes,
             compile=self.compile,
-            keep_freed_memory=self.keep_freed_memory,
-            winograd=self.winograd,
-            mirrored_batch=self.mirrored_batch,
+            reference_like=self.reference_like,
         )
 
     # ----- capabilities
