@@ -468,6 +468,11 @@ def interpolate(
         )
         if summary.bad_packets:
             notice(f"{inp}: {summary.bad_packets} corrupt packets skipped")
+        if summary.oom_backoffs:
+            notice(
+                f"{inp}: out of GPU memory {summary.oom_backoffs} time(s); the batch was halved "
+                "each time (a smaller --batch-size avoids the retries)"
+            )
         if not quiet:
             notice(
                 f"{summary.input} -> {summary.output}: {summary.frames_in} -> {summary.frames_out} frames, "

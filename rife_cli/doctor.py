@@ -114,7 +114,7 @@ def _gpus() -> list[Gpu]:
     return out
 
 
-def _nvenc_works(name: str) -> bool:
+def nvenc_works(name: str) -> bool:
     import av
 
     try:
@@ -127,7 +127,7 @@ def _nvenc_works(name: str) -> bool:
         return False
 
 
-def _nvdec_works(name: str, tmp: Path) -> bool:
+def nvdec_works(name: str, tmp: Path) -> bool:
     """Decode a small clip of this codec with --hwaccel cuda and see the GPU did it."""
     import av
     import numpy as np
@@ -167,9 +167,9 @@ def _codecs(try_gpu: bool) -> list[Codec]:
                 Codec(
                     name=name,
                     nvdec_built=dec,
-                    nvdec_works=_nvdec_works(name, Path(tmp)) if dec and try_gpu else None,
+                    nvdec_works=nvdec_works(name, Path(tmp)) if dec and try_gpu else None,
                     nvenc_built=enc,
-                    nvenc_works=_nvenc_works(name) if enc and try_gpu else None,
+                    nvenc_works=nvenc_works(name) if enc and try_gpu else None,
                 )
             )
     return out

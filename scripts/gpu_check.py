@@ -200,7 +200,10 @@ class GpuCheck:
         eng = self.engine("v3.6")
         depth = eng.concurrent_batches
         outs = []
-        for d in (depth, 1):
+        # One at a time first: cuDNN's benchmark mode picks its algorithms for the new shapes
+        # then, so that both runs use the same ones (two threads timing the same shape at once
+        # could each pick another).
+        for d in (1, depth):
             with mock.patch.object(
                 type(eng.backend), "concurrent_batches", property(lambda self, d=d: d)
             ):
@@ -249,9 +252,9 @@ class GpuCheck:
         )
 
     def nvdec(self) -> None:
-        from rife_cli.doctor import _nvdec_works
+        from rife_cli.doctor import nvdec_works
 
-        if not self.cuda or not _nvdec_works("h264", self.tmp):
+        if not self.cuda or not nvdec_works("h264", self.tmp):
             why = "n/a on the CPU" if not self.cuda else "n/a: NVDEC does not decode here"
             self.rows.append(Row("NVDEC vs software decoding", why))
             return
@@ -303,7 +306,7 @@ class GpuCheck:
 
     def end_to_end(self) -> None:
         from rife_cli.bench import baseline_e2e, baseline_engine
-        from rife_cli.doctor import _nvenc_works
+        from rife_cli.doctor import nvenc_works
 
         base_eng = baseline_engine("v3.6", str(self.dev))
         start = time.perf_counter()
@@ -312,7 +315,7 @@ class GpuCheck:
         base_eng.close()
         eng = self.engine("v3.6")
         encoders = [("x264 veryfast", {"preset": "veryfast"})]
-        if self.cuda and _nvenc_works("h264"):
+        if self.cuda and nvenc_works("h264"):
             encoders.append(("NVENC h264", {"codec": "h264_nvenc"}))
         w, h = self.sizes.clip
         for name, opts in encoders:

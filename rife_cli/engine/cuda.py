@@ -50,7 +50,9 @@ MARGIN = 1.5
 # Share of the free memory the batches may take; the rest is left for the CUDA context's growth,
 # the decoder (NVDEC) and the encoder (NVENC).
 USABLE = 0.8
-MAX_BATCH = 16  # pairs per forward at most: more gives no throughput, only latency
+# Pairs per forward at most (an assumption until measured: by then a 1080p batch should fill any
+# GPU, and more would only add latency and memory).
+MAX_BATCH = 16
 
 
 def pair_bytes(width: int, height: int, family: str, scale: float, precision: str) -> int:
