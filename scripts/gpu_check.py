@@ -375,13 +375,17 @@ class GpuCheck:
 
     def memory_model(self) -> None:
         w, h = GPU_SIZES.model
+        from rife_cli.engine import pick_precision
+
+        # At 1080p for each model in the default precision (the --uhd rows say what it chose at 4K).
+        auto = pick_precision("auto", self.dev)
         chosen = {
-            e.source.label: {"1080p": e.batch_for(w, h), "4K uhd": e.batch_for(3840, 2160)}
+            e.source.label: e.batch_for(w, h)
             for e in self.engines
-            if e.scale == 1.0 and not e.compile
+            if e.scale == 1.0 and not e.compile and e.precision == auto
         }
         backoffs = sum(e.oom_backoffs for e in self.engines)
-        text = ", ".join(f"{m} {v['1080p']} at 1080p" for m, v in chosen.items())
+        text = ", ".join(f"{m} {n} at 1080p" for m, n in chosen.items())
         self.rows.append(
             Row(
                 "memory model batch; out-of-memory back-offs",
