@@ -40,6 +40,9 @@ class BenchResult:
     peak_rss_mib: float
     peak_gpu_mib: float | None
     pad_channels: int = 0  # v3.x inner channels zero-padded to a multiple of this (0: not)
+    # Frames each side's end-to-end run wrote: equal, so that fps compare like with like.
+    e2e_frames: int = 0
+    baseline_e2e_frames: int = 0
 
     @property
     def label(self) -> str:
@@ -113,12 +116,14 @@ def _sync(device: torch.device) -> None:
 
 
 def model_pairs_per_s(engine, frames: list[np.ndarray], repeats: int) -> float:
-    """Midpoints of consecutive pairs, `engine.batch_size` pairs per forward; warm-up excluded."""
+    """Midpoints of consecutive pairs, the engine's batch for the size per call; warm-up
+    excluded."""
     from .engine import Request
 
     x = engine.to_tensor(frames)
     n = len(frames) - 1
-    bs = engine.batch_size
+    h, w = frames[0].shape[:2]
+    bs = engine.batch_for(w, h)
 
     def one_pass():
         for i in range(0, n, bs):
@@ -136,8 +141,11 @@ def model_pairs_per_s(engine, frames: list[np.ndarray], repeats: int) -> float:
     return n * repeats / (time.perf_counter() - start)
 
 
-def baseline_e2e(engine, src: Path, out: Path) -> int:
-    """The reference's shape of loop: decode a frame, infer the pair, encode both, nothing overlapped."""
+def baseline_e2e(engine, src: Path, out: Path, preset: str = "fast") -> int:
+    """The reference's shape of loop: decode a frame, infer the pair, encode both, nothing
+    overlapped. Like our video output it ends by holding the last source frame for its interval
+    (2N frames from N; the reference itself writes 2N - 1), so that both sides write as many
+    frames and frames per second compare like with like."""
     import av
 
     from .engine import Request
@@ -151,7 +159,7 @@ def baseline_e2e(engine, src: Path, out: Path) -> int:
             vs.codec_context.height,
             "yuv420p",
         )
-        os_.codec_context.options = {"preset": "fast"}
+        os_.codec_context.options = {"preset": preset}
         prev = None
         for frame in inp.decode(vs):
             img = frame.to_ndarray(format="bgr24")
@@ -167,11 +175,13 @@ def baseline_e2e(engine, src: Path, out: Path) -> int:
                     dst.mux(os_.encode(f))
                     n_out += 1
             prev = img
-        f = av.VideoFrame.from_ndarray(prev, format="bgr24")
-        f.pts = n_out
-        dst.mux(os_.encode(f))
+        for _ in range(2):  # the last source frame, and the same frame held for its interval
+            f = av.VideoFrame.from_ndarray(prev, format="bgr24")
+            f.pts = n_out
+            dst.mux(os_.encode(f))
+            n_out += 1
         dst.mux(os_.encode(None))
-    return n_out + 1
+    return n_out
 
 
 def baseline_engine(model, device="cpu", scale=1.0, offline=False):
@@ -184,10 +194,7 @@ def baseline_engine(model, device="cpu", scale=1.0, offline=False):
         device=device,
         precision="fp32",
         batch_size=1,
-        memory_format="contiguous",
-        keep_freed_memory=False,
-        winograd=False,
-        mirrored_batch=False,
+        reference_like=True,
         lanes=1,
         scale=scale,
         offline=offline,
@@ -203,11 +210,11 @@ def baseline_worker() -> None:
     start = time.perf_counter()
     n = baseline_e2e(base, Path(spec["src"]), Path(spec["out"]))
     fps = n / (time.perf_counter() - start)
-    json.dump({"pairs_per_s": pairs, "e2e_fps": fps}, sys.stdout)
+    json.dump({"pairs_per_s": pairs, "e2e_fps": fps, "frames": n}, sys.stdout)
 
 
-def measure_baseline(spec: dict) -> tuple[float, float]:
-    """One baseline round in a fresh interpreter: (model pairs/s, end-to-end fps)."""
+def measure_baseline(spec: dict) -> tuple[float, float, int]:
+    """One baseline round in a fresh interpreter: (model pairs/s, end-to-end fps, frames)."""
     proc = subprocess.run(
         [sys.executable, "-c", "from rife_cli.bench import baseline_worker; baseline_worker()"],
         input=json.dumps(spec),
@@ -219,7 +226,7 @@ def measure_baseline(spec: dict) -> tuple[float, float]:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise RifeError(f"the baseline process failed (exit {proc.returncode}): {last}")
     out = json.loads(proc.stdout)
-    return out["pairs_per_s"], out["e2e_fps"]
+    return out["pairs_per_s"], out["e2e_fps"], out["frames"]
 
 
 def run_bench(
@@ -236,6 +243,7 @@ def run_bench(
     offline: bool = False,
     pad_channels: int = 0,
     log=print,
+    cuda_graphs: bool = False,
 ) -> BenchResult:
     from .engine import Interpolator
     from .pipeline import interpolate_video
@@ -250,6 +258,7 @@ def run_bench(
         scale=scale,
         offline=offline,
         pad_channels=pad_channels,
+        cuda_graphs=cuda_graphs,
     )
     imgs = synthetic_frames(w, h, frames)
     if ours.torch_device.type == "cuda":
@@ -272,7 +281,7 @@ def run_bench(
             "out": str(Path(tmp) / "base.mp4"),
         }
         for r in range(rounds):
-            pairs, fps = measure_baseline(spec)
+            pairs, fps, base_frames = measure_baseline(spec)
             m_base.append(pairs)
             e_base.append(fps)
             m_ours.append(model_pairs_per_s(ours, imgs, repeats))
@@ -287,6 +296,7 @@ def run_bench(
                 scene_threshold=0,
             )
             e_ours.append(s.frames_out / (time.perf_counter() - start))
+            our_frames = s.frames_out
             log(
                 f"round {r + 1}/{rounds}: model {m_base[-1]:.3f} -> {m_ours[-1]:.3f} pairs/s, "
                 f"end-to-end {e_base[-1]:.3f} -> {e_ours[-1]:.3f} fps"
@@ -301,7 +311,7 @@ def run_bench(
         model=ours.source.label,
         device=str(ours.torch_device),
         precision=ours.precision,
-        batch_size=ours.batch_size,
+        batch_size=ours.batch_for(w, h),
         compile=compile,
         pairs_per_s=float(np.median(m_ours)),
         baseline_pairs_per_s=float(np.median(m_base)),
@@ -310,4 +320,6 @@ def run_bench(
         peak_rss_mib=rss,
         peak_gpu_mib=gpu,
         pad_channels=pad_channels,
+        e2e_frames=our_frames,
+        baseline_e2e_frames=base_frames,
     )

@@ -131,6 +131,12 @@ def model_options(fn):
             help="torch.compile the network: a slow first frame (up to a minute on a small CPU); "
             "on the CPU slower than the default path, meant for GPUs.",
         ),
+        click.option(
+            "--cuda-graphs",
+            is_flag=True,
+            help="On CUDA, also capture the compiled network as CUDA graphs (implies --compile; "
+            "one batch at a time; not yet measured on a GPU).",
+        ),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -155,6 +161,7 @@ def build_interpolator(
     batch_size=0,
     model_version=None,
     ensemble=False,
+    cuda_graphs=False,
 ):
     from .engine import interpolator_for
 
@@ -170,6 +177,7 @@ def build_interpolator(
         compile=compile_net,
         model_version=model_version,
         ensemble=ensemble,
+        cuda_graphs=cuda_graphs,
     )
 
 
@@ -177,8 +185,10 @@ class RifeGroup(click.Group):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         """Usage errors as one line (exit 2), like every other error; our own go through `reported`."""
         logging.basicConfig(format="rife: %(message)s", level=logging.INFO)
-        # Before any thread exists (encoder checks start some): see rife_cli.hostmem.
-        hostmem.keep_freed_memory()
+        # Before any thread exists (encoder checks start some): see rife_cli.hostmem. A CPU
+        # tuning: a CUDA run keeps the C library's allocator as it is.
+        if cpu_run_expected(sys.argv[1:] if args is None else list(args)):
+            hostmem.keep_freed_memory()
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
@@ -572,6 +582,11 @@ def interpolate(
             notice(f"{inp}: {summary.bad_packets} corrupt packets skipped")
         if summary.resized_frames:
             notice(f"{inp}: {summary.resized_frames} frames of another size skipped")
+        if summary.oom_backoffs:
+            notice(
+                f"{inp}: out of GPU memory {summary.oom_backoffs} time(s); the batch was halved "
+                "each time (a smaller --batch-size avoids the retries)"
+            )
         if not quiet:
             rate_note = ""
             if inp.is_dir() and input_fps is None:
@@ -609,6 +624,9 @@ def _scale_out(jobs, output, out_dir, devices, ray_address, model_opts, batch_si
         "batch_size": batch_size,
         "offline": model_opts["offline"],
         "compile": model_opts["compile_net"],
+        "cuda_graphs": model_opts.get("cuda_graphs", False),
+        "model_version": model_opts.get("model_version"),
+        "ensemble": model_opts.get("ensemble", False),
     }
     results: dict = {}
     if ray_address is not None:
@@ -641,6 +659,25 @@ def _scale_out(jobs, output, out_dir, devices, ray_address, model_opts, batch_si
     return results
 
 
+def nvidia_present() -> bool:
+    """An NVIDIA driver's device nodes are there (without importing PyTorch)."""
+    return any(Path(p).exists() for p in ("/dev/nvidiactl", "/dev/nvidia0"))
+
+
+def cpu_run_expected(args: list[str]) -> bool:
+    """Whether a command line will run the network on the CPU, told before PyTorch is imported:
+    --device cpu, or --device auto (the default) on a machine without an NVIDIA driver."""
+    device = "auto"
+    for i, arg in enumerate(args):
+        if arg == "--device" and i + 1 < len(args):
+            device = args[i + 1]
+        elif arg.startswith("--device="):
+            device = arg.split("=", 1)[1]
+    if device == "cpu":
+        return True
+    return device == "auto" and not nvidia_present()
+
+
 def _prefault_for_cpu_run(first: Path, device: str) -> None:
     """At a cold start on the CPU, fault in the memory the first batch will need while PyTorch is
     imported on one core and the others idle (rife_cli.hostmem.prefault). Measured on the 2-core
@@ -648,7 +685,7 @@ def _prefault_for_cpu_run(first: Path, device: str) -> None:
     against 24.1-24.8 s without (and no gain from faulting half as much again)."""
     if "torch" in sys.modules or device not in ("auto", "cpu"):
         return
-    if device == "auto" and any(Path(p).exists() for p in ("/dev/nvidiactl", "/dev/nvidia0")):
+    if device == "auto" and nvidia_present():
         return  # a CUDA machine: the frames will not be on the host
     from .cpus import default_lanes
     from .video.source import probe
@@ -718,6 +755,7 @@ def bench(sizes, batch_size, frames, rounds, pad_channels, as_json, **model_opts
             offline=model_opts["offline"],
             pad_channels=pad_channels,
             log=lambda m: notice(m) if not as_json else None,
+            cuda_graphs=model_opts["cuda_graphs"],
         )
         results.append(r)
     if as_json:
@@ -735,6 +773,25 @@ def bench(sizes, batch_size, frames, rounds, pad_channels, as_json, **model_opts
             f"peak RSS {r.peak_rss_mib:.0f} MiB"
             + (f", peak GPU {r.peak_gpu_mib:.0f} MiB" if r.peak_gpu_mib is not None else "")
         )
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--no-gpu-probe",
+    is_flag=True,
+    help="Do not try the NVIDIA decoder and encoders on the GPU (faster; 'built' only).",
+)
+@reported
+def doctor(as_json, no_gpu_probe):
+    """What this machine offers: PyTorch, CUDA and GPUs, NVDEC/NVENC, CPU, models, disk; and the
+    flags it suggests."""
+    import json
+
+    from .doctor import collect, render
+
+    report = collect(try_gpu=not no_gpu_probe)
+    click.echo(json.dumps(report.as_dict(), indent=1) if as_json else render(report))
 
 
 @main.group(invoke_without_command=True)

@@ -59,6 +59,7 @@ class Summary:
     resized_frames: int = 0  # decoded frames of another size than the stream's, skipped
     skipped: bool = False  # --skip-existing found the output already there
     fp32_fallbacks: int = 0  # pairs redone in fp32 because half precision overflowed
+    oom_backoffs: int = 0  # batches halved after running out of device memory
     hwaccel: str | None = None  # the device that decoded the video (--hwaccel); None: software
     duplicates: int = 0  # repeated frames dropped by --dedup (counted in frames_in)
     flashes: int = 0  # single-frame flashes: not blended into their neighbours, not cuts
@@ -273,6 +274,7 @@ class _Run:
         prev: SourceFrame | None = None
         batch: list[tuple[SourceFrame, SourceFrame, list[Slot], bool]] = []
         end = self.shard.end if self.shard is not None else None
+        self.pairs = self.batch_pairs()
         while (frame := src_q.get()) is not DONE:
             if end is not None and frame.time >= end:
                 # the next shard's first frame: it ends this shard's last pair, then we stop
@@ -315,6 +317,7 @@ class _Run:
                 if self.batch_full(batch):
                     self.flush(batch, out_q)
                     batch = []
+                    self.pairs = self.batch_pairs()  # smaller after an out-of-memory back-off
             prev = frame
         if prev is None:
             if self.shard is not None:
@@ -337,8 +340,14 @@ class _Run:
         not (scene cuts, pairs whose output frames are all source frames) count too, against twice
         that: a long run of them (a slideshow, a high --scene-threshold) flows on to the writer
         instead of piling up here with all its frames."""
-        size = self.engine.batch_size
+        size = self.pairs
         return len(batch) >= 2 * size or sum(map(_needs_network, batch)) >= size
+
+    def batch_pairs(self) -> int:
+        """Pairs per batch: the engine's choice for this frame size where it makes one (on CUDA
+        from its memory model, smaller after an out-of-memory back-off), else its batch size."""
+        batch_for = getattr(self.engine, "batch_for", None)
+        return batch_for(self.info.width, self.info.height) if batch_for else self.engine.batch_size
 
     def add_pair(self, batch: list, prev: SourceFrame, frame: SourceFrame, plan: Plan) -> None:
         """The pair (prev, frame) with its output slots and whether it is a scene cut."""
@@ -561,6 +570,7 @@ def interpolate_video(
         "offline",
         "notice",
         "compile",
+        "cuda_graphs",
     }
     engine_opts = {k: options.pop(k) for k in list(options) if k in engine_keys}
     job = prepare(input, output, output_dir, Options(**options), warn, sharded=shard is not None)
@@ -596,6 +606,7 @@ def interpolate_video(
             "use --model v4.0"
         )
     fallbacks_before = getattr(engine, "fp32_fallbacks", 0)
+    backoffs_before = getattr(engine, "oom_backoffs", 0)
     if info.frames and total:
         total(int(info.frames * f) if not png else int((info.frames - 1) * f) + 1)
 
@@ -710,6 +721,7 @@ def interpolate_video(
         bad_packets=run.stats["bad_packets"],
         resized_frames=run.stats["resized_frames"],
         fp32_fallbacks=getattr(engine, "fp32_fallbacks", 0) - fallbacks_before,
+        oom_backoffs=getattr(engine, "oom_backoffs", 0) - backoffs_before,
         hwaccel=hwaccel,
         duplicates=run.dedup.dropped if run.dedup else 0,
         flashes=run.scenes.flashes if run.scenes else 0,

@@ -66,7 +66,9 @@ def main() -> int:
     print(f"one process: {' / '.join(f'{x:.1f}' for x in one)} s")
     print(f"--devices {args.devices}: {' / '.join(f'{x:.1f}' for x in many)} s")
     ratio = statistics.median(many) / statistics.median(one)
-    print(f"medians: {statistics.median(one):.1f} vs {statistics.median(many):.1f} s = {ratio:.3f}x")
+    print(
+        f"medians: {statistics.median(one):.1f} vs {statistics.median(many):.1f} s = {ratio:.3f}x"
+    )
     print(
         f"serial parts: probe {t_probe * 1000:.0f} ms, join {t_join * 1000:.0f} ms for "
         f"{seconds:.1f} s of video ({t_join / seconds * 3600:.1f} s per hour at this size), "

@@ -7,9 +7,11 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from rife_cli.cli import main
+from rife_cli.engine import pick_precision
 
 
 def test_bench_reports_ours_and_a_baseline_from_its_own_process():
@@ -19,16 +21,14 @@ def test_bench_reports_ours_and_a_baseline_from_its_own_process():
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     (r,) = out["results"]
-    import torch
-
-    from rife_cli.engine import pick_precision
-
-    # auto: fp32, or bf16 on a CPU with AMX / AVX-512 bf16 (some of the machines CI runs on)
+    # --precision auto: fp32 on most CPUs, bf16 on those with AMX or AVX-512 bf16.
     auto = pick_precision("auto", torch.device("cpu"))
     assert r["size"] == "96x64" and r["model"] == "v3.6" and r["precision"] == auto
     for key in ("pairs_per_s", "baseline_pairs_per_s", "e2e_fps", "baseline_e2e_fps"):
         assert r[key] > 0, key
     assert abs(r["model_ratio"] - r["pairs_per_s"] / r["baseline_pairs_per_s"]) < 1e-2
+    # Like with like: both sides hold the last frame, 2N frames from N (3 -> 6).
+    assert r["e2e_frames"] == r["baseline_e2e_frames"] == 6
     assert "threads" in out["machine"]
 
 

@@ -126,7 +126,7 @@ def test_pairs_in_lanes_match_each_pair_alone_and_the_laneless_engine(model):
     a = eng.to_tensor([p[0] for p in pairs])
     b = eng.to_tensor([p[1] for p in pairs])
     together = eng.make(a, b, [Request(i, HALF) for i in range(3)])
-    assert len(threads_of(eng._lanes)) == 2
+    assert len(threads_of(eng.backend._lanes)) == 2
     alone = [eng.make(a[i : i + 1], b[i : i + 1], [Request(0, HALF)])[0] for i in range(3)]
     h, w = pairs[0][0].shape[:2]
     for x, y in zip(together, alone):
@@ -138,7 +138,7 @@ def test_pairs_in_lanes_match_each_pair_alone_and_the_laneless_engine(model):
         ref = plain.make(a[i : i + 1], b[i : i + 1], [Request(0, HALF)])[0]
         assert psnr(eng.to_arrays(made, h, w)[0], plain.to_arrays(ref, h, w)[0]) >= 50
     eng.close()
-    assert threads_of(eng._lanes) == []
+    assert threads_of(eng.backend._lanes) == []
 
 
 def test_one_v3_pair_sends_its_mirrored_halves_to_the_lanes():
@@ -155,5 +155,5 @@ def test_one_v3_pair_sends_its_mirrored_halves_to_the_lanes():
     a, b = golden_pair("I0")
     eng.interpolate(a, b, [0.5])
     # One conv0 for both (90 channels each), then each lane takes one half at a time.
-    assert sorted(where) == [(f"{eng._lanes.name}-{i}", (1, 90)) for i in (0, 1)]
+    assert sorted(where) == [(f"{eng.backend._lanes.name}-{i}", (1, 90)) for i in (0, 1)]
     eng.close()

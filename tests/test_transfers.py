@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import torch
 from clips import blend_engine, interpolate_blended, make_video
@@ -81,21 +83,50 @@ class ReplayedBlend(torch.nn.Module):
 
 
 def test_graph_replays_do_not_overwrite_made_frames(monkeypatch):
-    """With CUDA graphs (--compile on CUDA) a forward's outputs live in memory the next replay
-    reuses: the engine marks each forward a new step and copies its frames out."""
+    """With CUDA graphs (--cuda-graphs) a forward's outputs live in memory the next replay reuses:
+    the CUDA backend marks each forward a new step and copies its frames out."""
     from rife_cli.engine import Interpolator
+    from rife_cli.engine.cuda import CudaBackend
 
     steps = []
     monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: steps.append(1))
     net = ReplayedBlend()
     eng = Interpolator(device="cpu", precision="fp32", network=net, batch_size=1, lanes=1)
-    eng.cuda_graphs = True  # what compile=True on a CUDA device sets; the replay is stood in for
     f = frames(2)
-    made = eng.interpolate(f[0], f[1], [0.25, 0.5, 0.75])
+    x = eng.to_tensor(f)
+    # The CUDA backend's graph handling, on CPU tensors: the replay is stood in for.
+    eng.backend = CudaBackend(torch.device("cpu"), compile=True, cuda_graphs=True)
+    ts = [Fraction(1, 4), Fraction(1, 2), Fraction(3, 4)]
+    made = eng.to_arrays(eng.make(x[0:1], x[1:2], [Request(0, t) for t in ts]), 40, 56)
     assert len(steps) == 3
     for t, got in zip((0.25, 0.5, 0.75), made):
         want = (f[0].astype(float) * (1 - t) + f[1].astype(float) * t).round()
         assert np.abs(got.astype(float) - want).max() <= 1, t
+
+
+def test_graph_forwards_keep_one_batch_shape(monkeypatch):
+    """Under CUDA graphs every forward has the first batch's shape (a short last batch is padded,
+    its padding dropped): no recompilation per batch or dyadic level size."""
+    from rife_cli.engine import Interpolator
+    from rife_cli.engine.cuda import CudaBackend
+
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: None)
+    shapes = []
+
+    class Recording(ReplayedBlend):
+        def forward(self, a, b, t, scale=1.0):
+            shapes.append(a.shape[0])
+            return super().forward(a, b, t, scale)
+
+    eng = Interpolator(device="cpu", precision="fp32", network=Recording(), batch_size=3, lanes=1)
+    x = eng.to_tensor(frames(5))
+    eng.backend = CudaBackend(torch.device("cpu"), compile=True, cuda_graphs=True)
+    reqs = [Request(i, 0.5) for i in range(4)]
+    outs = eng.make(x[:4], x[1:], reqs)
+    assert shapes == [3, 3]  # 3 + 1 pairs, the second forward padded to 3
+    want = eng.to_arrays([(x[i : i + 1] + x[i + 1 : i + 2]) / 2 for i in range(4)], 40, 56)
+    for got, w in zip(eng.to_arrays(outs, 40, 56), want):
+        assert np.abs(got.astype(int) - w.astype(int)).max() <= 1
 
 
 def test_pipeline_keeps_two_batches_in_flight_in_order(tmp_path, monkeypatch):

@@ -6,14 +6,27 @@ import torch
 import torch.nn.functional as F
 
 # Base grids are reused across calls: building one per warp costs as much as the sampling itself.
+# Kept per CUDA stream: a grid is made, read and dropped in one stream's order only, so a batch
+# on another stream (rife_cli.engine.cuda) never reads one still being written, nor one whose
+# memory the caching allocator has handed out again. Keys: (stream, h, w, device, dtype).
 _GRIDS: dict[tuple, torch.Tensor] = {}
+MAX_GRIDS_PER_STREAM = 16
+
+
+def _stream_key(device: torch.device) -> int | None:
+    """Which stream the grid is for: the current CUDA stream; None on the CPU (ordered by the
+    calling thread itself, and the tensors read-only once made)."""
+    if device.type != "cuda":
+        return None
+    return torch.cuda.current_stream(device).cuda_stream
 
 
 def _base_grid(n: int, h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    key = (h, w, device, dtype)
     # Under torch.compile the grid is built in the graph: a cache lookup there would be a guard
     # that fails once the cache fills, forcing a second compilation.
-    grid = None if torch.compiler.is_compiling() else _GRIDS.get(key)
+    compiling = torch.compiler.is_compiling()
+    key = None if compiling else (_stream_key(device), h, w, device, dtype)
+    grid = None if key is None else _GRIDS.get(key)
     if grid is None:
         xs = (
             torch.linspace(-1.0, 1.0, w, device=device, dtype=dtype)
@@ -26,9 +39,13 @@ def _base_grid(n: int, h: int, w: int, device: torch.device, dtype: torch.dtype)
             .expand(1, 1, h, w)
         )
         grid = torch.cat([xs, ys], 1)
-        if not torch.compiler.is_compiling():
-            if len(_GRIDS) > 16:
-                _GRIDS.clear()
+        if key is not None:
+            # Each stream makes room among its own grids only: what another stream holds stays
+            # its business (the allocator would reuse that memory in the other stream's order).
+            mine = [k for k in list(_GRIDS) if k[0] == key[0]]
+            if len(mine) >= MAX_GRIDS_PER_STREAM:
+                for k in mine:
+                    _GRIDS.pop(k, None)
             _GRIDS[key] = grid
     return grid.expand(n, 2, h, w)
 

@@ -76,8 +76,9 @@ class UpConv(nn.ConvTranspose2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Under torch.compile the native operator measured faster (720p v3.6 pair 1.77 vs 1.95 s).
+        # A CPU rewrite: on CUDA cuDNN's own transposed convolution is used.
         channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-        if not channels_last or torch.compiler.is_compiling():
+        if not channels_last or x.device.type != "cpu" or torch.compiler.is_compiling():
             return super().forward(x)
         n, _, h, w = x.shape
         c = self.out_channels

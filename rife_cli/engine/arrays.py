@@ -1,0 +1,61 @@
+"""Host arrays to device tensors and back: BGR stacking, [0, 1] scaling, cropping, quantising.
+
+Shared by both backends; the upload itself (plain on the CPU, page-locked and asynchronous on
+CUDA) is the backend's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+
+def bgr_to_device(
+    frames: Sequence[np.ndarray], upload: Callable[[np.ndarray], torch.Tensor]
+) -> torch.Tensor:
+    """N x 3 x H x W float32 in [0, 1] on the device from BGR (or gray, or BGRA) arrays."""
+    arrs = []
+    for f in frames:
+        if f.ndim == 2:
+            f = np.repeat(f[:, :, None], 3, axis=2)
+        arrs.append(f[:, :, :3])
+    x = upload(np.stack(arrs))
+    dtype = arrs[0].dtype
+    x = x.permute(0, 3, 1, 2)
+    if dtype == np.uint8:
+        return x.float() / 255.0
+    if dtype == np.uint16:
+        return x.float() / 65535.0
+    return x.float()
+
+
+def to_arrays(
+    x: torch.Tensor | Sequence[torch.Tensor],
+    h: int,
+    w: int,
+    dtype=np.uint8,
+    rounding: str = "nearest",
+) -> list[np.ndarray]:
+    """Crop the padding and quantise integer types: to the nearest level (default) or truncating
+    like the reference ("truncate"). Float frames pass unclipped, as the reference writes EXR.
+    Several tensors (make's frames) come back in one transfer."""
+    if not isinstance(x, torch.Tensor):
+        x = torch.cat(list(x))
+    x = x[:, :, :h, :w].float()
+    if dtype in (np.uint8, np.uint16):
+        top = 255.0 if dtype == np.uint8 else 65535.0
+        x = x.clamp(0, 1) * top
+        x = x.round() if rounding == "nearest" else x.floor()
+        x = x.to(torch.int32 if dtype == np.uint16 else torch.uint8)
+    out = x.permute(0, 2, 3, 1).cpu().numpy()
+    return [np.ascontiguousarray(a.astype(dtype, copy=False)) for a in out]
+
+
+def rows(x: torch.Tensor, idx: Sequence[int]) -> torch.Tensor:
+    """x[idx] along the batch dimension: a view for a run of consecutive rows (the usual case),
+    else a copy; either way in x's memory format."""
+    if list(idx) == list(range(idx[0], idx[0] + len(idx))):
+        return x[idx[0] : idx[0] + len(idx)]
+    return torch.cat([x[i : i + 1] for i in idx])
