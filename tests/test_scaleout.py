@@ -222,3 +222,14 @@ def test_a_variable_rate_input_is_cut_by_time_and_joins_the_same(tmp_path):
     two = interpolate_sharded(src, tmp_path / "two.mkv", ["cpu", "cpu"], engine_config(), options)
     assert two.frames_out == one.frames_out
     same_video(tmp_path / "one.mkv", tmp_path / "two.mkv")
+
+
+def test_dedup_and_png_are_refused_for_one_sharded_input(tmp_path):
+    src = source(tmp_path, n=12)
+    with pytest.raises(UsageError, match="--dedup runs in one process"):
+        interpolate_sharded(src, tmp_path / "o.mkv", ["cpu", "cpu"], engine_config(),
+                            {**OPTIONS, "dedup": True})  # fmt: skip
+    with pytest.raises(UsageError, match="PNG output is written by one process"):
+        interpolate_sharded(src, tmp_path / "o", ["cpu", "cpu"], engine_config(),
+                            {**OPTIONS, "png": True, "codec": None})  # fmt: skip
+    assert not list(tmp_path.glob(".o*"))  # nothing started

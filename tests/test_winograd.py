@@ -25,6 +25,21 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+def cpu_engine(winograd_pays: bool):
+    """The default CPU engine as built on a CPU where Winograd pays (AVX2 only) or does not."""
+    from unittest import mock
+
+    from rife_cli.engine import Interpolator
+
+    with mock.patch("rife_cli.engine.cpu.winograd_pays", return_value=winograd_pays):
+        return Interpolator("v3.6", device="cpu", precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def winograd_engine():
+    return cpu_engine(True)
+
+
 @pytest.fixture
 def nnpack_calls(monkeypatch):
     """Counts calls into NNPACK while passing them through."""
@@ -96,11 +111,11 @@ def test_per_sample_runs_each_sample_alone_and_keeps_the_layout(nnpack_calls, on
 
 
 @needs_nnpack
-def test_default_engine_uses_winograd_and_the_baseline_does_not(engine_v36, nnpack_calls):
+def test_default_engine_uses_winograd_and_the_baseline_does_not(winograd_engine, nnpack_calls):
     a, b = golden_pair("I2")  # 448x256: trunks at 112x64, 56x32 and 28x16
     (ref,) = baseline_engine("v3.6").interpolate(a, b, [0.5])
     assert nnpack_calls == []
-    (ours,) = engine_v36.interpolate(a, b, [0.5])
+    (ours,) = winograd_engine.interpolate(a, b, [0.5])
     # In block2 and block1, per mirrored sample: 8 trunk convolutions (90 channels out) and the
     # two heads' first layers as one (4 phases x 2 x 45 = 360 out); one sample per call (in lanes,
     # or the main thread on a 1-core machine). block0's 448 positions stay direct.
@@ -112,11 +127,11 @@ def test_default_engine_uses_winograd_and_the_baseline_does_not(engine_v36, nnpa
 
 
 @needs_nnpack
-def test_v3_block_winograd_path_matches_its_direct_path(engine_v36, one_thread, nnpack_calls):
+def test_v3_block_winograd_path_matches_its_direct_path(winograd_engine, one_thread, nnpack_calls):
     """A v3.x block with its trunk and both heads' first layers by Winograd computes what the
     direct path computes, to float rounding."""
     torch.manual_seed(3)
-    block = engine_v36.net.block2
+    block = winograd_engine.net.block2
     x = torch.rand(2, 7, 128, 224).contiguous(memory_format=torch.channels_last)
     flow = (torch.rand(2, 4, 128, 224) * 4 - 2).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
@@ -128,3 +143,12 @@ def test_v3_block_winograd_path_matches_its_direct_path(engine_v36, one_thread, 
         assert f.is_contiguous(memory_format=torch.channels_last)
         err = float((f - d).abs().max() / d.abs().max())
         assert err < 1e-4, err
+
+
+@needs_nnpack
+def test_no_winograd_where_avx512_convolutions_are_faster(nnpack_calls):
+    """On a CPU with AVX-512 oneDNN's direct convolutions beat NNPACK's AVX2 Winograd (measured
+    2.07 vs 1.63 s a 720p v3.6 pair): the default engine keeps them there."""
+    a, b = golden_pair("I2")
+    cpu_engine(False).interpolate(a, b, [0.5])
+    assert nnpack_calls == []

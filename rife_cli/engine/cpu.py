@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .. import hostmem
-from ..cpus import default_lanes, usable_cores
+from ..cpus import default_lanes, usable_cores, winograd_pays
 from ..lanes import Lanes
 from ..models import transforms
 from ..models.transforms import winograd
@@ -41,7 +41,7 @@ class CpuBackend:
         library's default allocator, direct convolutions, mirrored v3.x calls one by one)."""
         self.device = device
         self.compile = compile
-        self.winograd = not reference_like
+        self.winograd = not reference_like and winograd_pays()
         self.reference_like = reference_like
         if not reference_like:
             # Before anything starts threads: glibc settles a thread's arena at its first malloc.
@@ -66,7 +66,7 @@ class CpuBackend:
             )
         return transforms.Tuning(
             phase_deconv=True,
-            winograd=True,
+            winograd=winograd_pays(),
             mirrored="batch" if self.compile else "joint",
             mirrored_map=self._lanes.map if self._lanes is not None else None,
             pad_channels=pad_channels,
