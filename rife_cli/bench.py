@@ -94,14 +94,21 @@ def synthetic_frames(w: int, h: int, n: int, seed: int = 0) -> list[np.ndarray]:
     return frames
 
 
-def write_clip(path: Path, frames: list[np.ndarray], rate: int = 25) -> Path:
+def write_clip(
+    path: Path,
+    frames: list[np.ndarray],
+    rate: int | Fraction = 25,
+    crf: int = 16,
+    preset: str = "veryfast",
+) -> Path:
+    """BGR frames as an H.264 clip (what the benchmarks and measurement scripts feed the tool)."""
     import av
 
     with av.open(str(path), "w") as c:
         s = c.add_stream("libx264", rate=rate)
         s.height, s.width = frames[0].shape[:2]
         s.pix_fmt = "yuv420p"
-        s.codec_context.options = {"crf": "16", "preset": "veryfast"}
+        s.codec_context.options = {"crf": str(crf), "preset": preset}
         for i, img in enumerate(frames):
             f = av.VideoFrame.from_ndarray(img, format="bgr24")
             f.pts = i

@@ -27,6 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from rife_cli.bench import write_clip
 from rife_cli.pipeline import interpolate_video
 
 GOLDEN = ROOT.parent / "shared" / "golden"
@@ -63,15 +64,7 @@ def mandelbrot_truth(n: int) -> list[np.ndarray]:
 
 
 def encode(path: Path, frames: list[np.ndarray]) -> None:
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=Fraction(24))
-        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
-        s.codec_context.options = {"crf": "18", "preset": "medium"}
-        for i, img in enumerate(frames):
-            f = av.VideoFrame.from_ndarray(img, format="bgr24")
-            f.pts = i
-            c.mux(s.encode(f))
-        c.mux(s.encode(None))
+    write_clip(path, frames, Fraction(24), crf=18, preset="medium")
 
 
 def decode(path: Path) -> list[np.ndarray]:

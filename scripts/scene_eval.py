@@ -27,7 +27,6 @@ from collections import Counter
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 
@@ -35,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rife_cli import scenes
+from rife_cli.bench import write_clip
 from rife_cli.video.source import SourceFrame, probe, read_frames
 
 GOLDEN = ROOT.parent / "shared" / "golden"
@@ -166,15 +166,7 @@ def build(shots: int, seed: int) -> tuple[list[np.ndarray], list[str]]:
 
 
 def encode(path: Path, frames: list[np.ndarray]) -> None:
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=Fraction(RATE))
-        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
-        s.codec_context.options = {"crf": "20", "preset": "fast"}
-        for i, img in enumerate(frames):
-            f = av.VideoFrame.from_ndarray(img, format="bgr24")
-            f.pts = i
-            c.mux(s.encode(f))
-        c.mux(s.encode(None))
+    write_clip(path, frames, Fraction(RATE), crf=20, preset="fast")
 
 
 # ----- detectors: each takes the decoded BGR frames, returns the set of i where (i - 1, i) is a cut
