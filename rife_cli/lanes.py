@@ -23,9 +23,11 @@ import itertools
 import queue
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 
 import torch
+
+from .workers import POLL_SECONDS
 
 _local = threading.local()
 _STOP = object()
@@ -96,7 +98,10 @@ class Lanes:
             future: Future = Future()
             self._jobs.put((future, _with_caller_state(fn, item)))
             futures.append(future)
-        # Wait for all before raising, so that no lane still works on this call afterwards.
+        # Wait for all before raising, so that no lane still works on this call afterwards (in
+        # steps, so that a Ctrl-C is handled meanwhile when this is the main thread).
+        while wait(futures, timeout=POLL_SECONDS).not_done:
+            pass
         errors = [f.exception() for f in futures]
         for e in errors:
             if e is not None:

@@ -33,7 +33,7 @@ from .resume import (
 from .timing import Plan, Slot, Timing, parse_rate
 from .video.images import as_bgr, blend_alpha, merge
 from .video.source import SourceFrame, SourceInfo, probe, read_frames
-from .workers import DONE, ByteQueue, Cancelled, Worker
+from .workers import DONE, ByteQueue, Cancelled, Worker, wait_for
 
 QUEUE_BYTES = 512 << 20  # per queue; ~20 4K frames in 8-bit
 TMP_TAG = ".rife-part"
@@ -388,7 +388,7 @@ class _Run:
 
     def emit_oldest(self, q: ByteQueue) -> None:
         batch, made = self.pending.popleft()
-        self.emit_batch(batch, made.result(), q)
+        self.emit_batch(batch, wait_for(made), q)
 
     def close(self, wait: bool = True) -> None:
         """Stop the batch workers, if any: waiting for the batches they are making, or (when told

@@ -8,6 +8,20 @@ from collections.abc import Callable
 from typing import Any
 
 DONE = object()  # sentinel a producer puts last, also after failing
+# How long the main thread blocks at a time: a signal the kernel hands to another thread only
+# runs its Python handler once the main thread is back in the interpreter (Ctrl-C must not wait
+# for a whole batch).
+POLL_SECONDS = 0.1
+
+
+def wait_for(future):
+    """future.result(), waiting in short steps so that signal handlers run meanwhile."""
+    while True:
+        try:
+            return future.result(timeout=POLL_SECONDS)
+        except TimeoutError:
+            if future.done():  # the result itself was a TimeoutError
+                return future.result()
 
 
 class Cancelled(Exception):
