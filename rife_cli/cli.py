@@ -295,27 +295,9 @@ class _Progress:
 def _install_stop_handlers():
     """First SIGINT/SIGTERM: finish the current pair, close the segment, exit 130/143.
     A second one stops at once."""
-    import signal
+    from .pipeline import install_stop_handlers
 
-    from .errors import Interrupted
-    from .pipeline import StopRequest
-
-    stop = StopRequest()
-
-    def on_signal(signum, frame):
-        code = EXIT_SIGTERM if signum == signal.SIGTERM else EXIT_SIGINT
-        if stop.is_set():
-            stop.hard = True  # the pipeline then waits for nothing still in flight
-            raise Interrupted(code, "interrupted at once", hard=True)
-        stop.request(code)
-        notice("stopping after the current pair (again to quit at once)")
-
-    try:
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-    except ValueError:
-        pass  # not the main thread (embedded use): leave signals alone
-    return stop
+    return install_stop_handlers(notice)
 
 
 @main.command()

@@ -38,6 +38,12 @@ from .workers import DONE, ByteQueue, Cancelled, Worker, wait_for
 QUEUE_BYTES = 512 << 20  # per queue; ~20 4K frames in 8-bit
 TMP_TAG = ".rife-part"
 FRAME_NAME = re.compile(r"\d{8}\.png")  # what ImageSink writes
+# Options a resumed run may change: they do not change the frames made (hardware and software
+# decoders give the same pictures).
+RESUME_NEUTRAL = frozenset(
+    {"force", "resume", "skip_existing", "hwaccel", "queue_bytes", "segment_frames",
+     "segment_seconds"}
+)  # fmt: skip
 
 
 @dataclass
@@ -182,6 +188,33 @@ class StopRequest:
 
     def is_set(self) -> bool:
         return self.event.is_set()
+
+
+def install_stop_handlers(notice: Callable[[str], None] | None = None) -> StopRequest:
+    """First SIGINT/SIGTERM: finish the current pair, close the segment, exit 130/143 (said
+    through `notice`). A second one stops at once. Not from the main thread (embedded use): the
+    signals are left alone."""
+    import signal
+
+    from .errors import Interrupted
+
+    stop = StopRequest()
+
+    def on_signal(signum, frame):
+        code = 143 if signum == signal.SIGTERM else 130
+        if stop.is_set():
+            stop.hard = True  # the pipeline then waits for nothing still in flight
+            raise Interrupted(code, "interrupted at once", hard=True)
+        stop.request(code)
+        if notice is not None:
+            notice("stopping after the current pair (again to quit at once)")
+
+    try:
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    except ValueError:
+        pass  # not the main thread
+    return stop
 
 
 class _Run:
@@ -509,8 +542,6 @@ def prepare(
         out = default_output(info, target.label(), png)
         if output_dir is not None:
             out = Path(output_dir) / out.name
-    if sharded and png:
-        raise UsageError("PNG output is written by one process; leave out --devices / --ray")
     if opts.skip_existing and out.exists() and not _empty_dir(out):
         return Job(inp, info, target, out, png, None, hwaccel, opts, skipped=True)
     enc = None
@@ -772,16 +803,7 @@ def _open_segments(inp, out, info, target, engine, opts, enc, warn, shard=None):
     """The segment writer and its journal: continued with --resume, else started afresh."""
     from .video.sink import VideoSink, container_of
 
-    volatile = (
-        "force",
-        "resume",
-        "skip_existing",
-        "hwaccel",  # hardware and software decoders give the same pictures
-        "queue_bytes",
-        "segment_frames",
-        "segment_seconds",
-    )
-    fingerprint = {k: str(v) for k, v in asdict(opts).items() if k not in volatile}
+    fingerprint = {k: str(v) for k, v in asdict(opts).items() if k not in RESUME_NEUTRAL}
     fingerprint.update(
         model=engine.source.label,
         precision=engine.precision,

@@ -44,6 +44,23 @@ def input_identity(path: Path) -> dict:
     return ident
 
 
+def write_json(path: Path, data) -> None:
+    """`data` as JSON at `path`, whole or not at all (written beside it, synced, renamed)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def fresh_dir(folder: Path) -> None:
+    """An empty `folder`, whatever was there."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+
+
 @dataclass
 class Segment:
     file: str
@@ -76,12 +93,7 @@ class Journal:
             "options": self.options,
             "segments": [asdict(s) for s in self.segments],
         }
-        tmp = self.folder / (JOURNAL + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.folder / JOURNAL)
+        write_json(self.folder / JOURNAL, data)
 
     @classmethod
     def load(cls, folder: Path) -> Journal | None:
@@ -121,9 +133,7 @@ def open_journal(
                 f"{out}: the unfinished run there was made with other {what}; "
                 "rerun with the same ones, or add --force to start over"
             )
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+    fresh_dir(folder)
     j = Journal(folder, ident, options)
     j.save()
     return j

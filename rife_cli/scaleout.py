@@ -16,14 +16,23 @@ import shutil
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from fractions import Fraction
 from pathlib import Path
 
+from .cpus import usable_cores
 from .errors import Interrupted, RifeError, UsageError
-from .pipeline import Options, StopRequest, Summary, finish_video, prepare
+from .pipeline import (
+    RESUME_NEUTRAL,
+    Options,
+    StopRequest,
+    Summary,
+    finish_video,
+    install_stop_handlers,
+    prepare,
+)
 from .resume import input_identity, work_dir_for
-from .shards import Shard, cut, load_or_save_plan, segment_files
+from .shards import Shard, cut, frames_out, load_or_save_plan, segment_files
 
 # How often the coordinator looks at its workers when no message comes.
 POLL_SECONDS = 0.2
@@ -60,7 +69,6 @@ class WorkerConfig:
     options: dict  # pipeline Options, as keyword arguments
     # CPU workers sharing one machine: cores each (0: leave torch's default)
     threads: int = 0
-    env: dict = field(default_factory=dict)
 
 
 def engine_factory(cfg: WorkerConfig, warn: Callable[[str], None]):
@@ -77,24 +85,14 @@ def engine_factory(cfg: WorkerConfig, warn: Callable[[str], None]):
     return factory
 
 
-def _worker_setup(cfg: WorkerConfig, events, key) -> StopRequest:
-    """In a fresh worker process: its share of the cores, and signals that stop it cleanly."""
-    os.environ.update(cfg.env)
+def _worker_setup(cfg: WorkerConfig) -> StopRequest:
+    """In a fresh worker process: its share of the cores, and the signals that stop it cleanly
+    (the coordinator forwards a stop; it speaks for the workers)."""
     if cfg.threads:
         import torch
 
         torch.set_num_threads(cfg.threads)
-    stop = StopRequest()
-
-    def on_signal(signum, _frame):
-        code = 143 if signum == signal.SIGTERM else 130
-        if stop.is_set():
-            raise Interrupted(code)
-        stop.request(code)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    return stop
+    return install_stop_handlers()
 
 
 def _report_failure(events, key, exc: BaseException) -> int:
@@ -112,7 +110,7 @@ def _report_failure(events, key, exc: BaseException) -> int:
 def shard_worker(cfg: WorkerConfig, inp: str, out: str, shard: Shard, events) -> None:
     """Worker process: one shard of one input."""
     key = shard.index
-    stop = _worker_setup(cfg, events, key)
+    stop = _worker_setup(cfg)
     code = 0
     try:
         summary = run_shard(cfg, inp, out, shard, events, stop)
@@ -164,11 +162,11 @@ def run_shard(
     return summary
 
 
-def file_worker(cfg: WorkerConfig, jobs, events, output_dir: str | None, wid: int) -> None:
+def file_worker(cfg: WorkerConfig, jobs, events, output_dir: str | None) -> None:
     """Worker process: whole files from `jobs` until it hands out None."""
     from .pipeline import interpolate_video
 
-    stop = _worker_setup(cfg, events, wid)
+    stop = _worker_setup(cfg)
     factory = None
     code = 0
     while (job := jobs.get()) is not None:
@@ -252,11 +250,6 @@ class _Processes:
         self.events.close()
 
 
-# Options that do not change the frames made (as the resume journal sees them).
-VOLATILE = {"force", "resume", "skip_existing", "hwaccel", "queue_bytes", "segment_frames",
-            "segment_seconds"}  # fmt: skip
-
-
 def _fingerprint(job, engine: dict) -> dict:
     """What a resumed run must share with the one it continues (the device count may differ)."""
     return {
@@ -264,15 +257,16 @@ def _fingerprint(job, engine: dict) -> dict:
         "options": {
             f.name: str(getattr(job.opts, f.name))
             for f in fields(Options)
-            if f.name not in VOLATILE
+            if f.name not in RESUME_NEUTRAL
         },
         "engine": {k: str(v) for k, v in sorted(engine.items())},
     }
 
 
 def _cores_per_worker(devices: list[str]) -> int:
+    """CPU workers share the cores this process may use (its affinity mask) evenly."""
     cpu = sum(1 for d in devices if d == "cpu")
-    return max(1, (os.cpu_count() or 1) // cpu) if cpu else 0
+    return max(1, usable_cores() // cpu) if cpu else 0
 
 
 def interpolate_sharded(
@@ -350,21 +344,21 @@ def interpolate_sharded(
             f"{shards[k].label()} failed: {failed[k]}; the other shards' "
             f"segments are kept: the same command with --resume finishes {out.name}"
         )
+    made_frames = frames_out(out, shards)
     audio = finish_video(
         segment_files(out, shards), job.inp, info, out, opts.slowmo, info.start, warn
     )
     shutil.rmtree(work_dir_for(out), ignore_errors=True)
     parts = [Summary(**done[s.index]) for s in todo]
     first = parts[0] if parts else Summary(input=str(inp), output=str(out))
-    frames_out = _count_frames(out)
     return Summary(
         input=str(job.inp),
         output=str(out),
         frames_in=info.frames or sum(p.frames_in for p in parts),
-        frames_out=frames_out,
+        frames_out=made_frames,
         fps_in=first.fps_in,
         fps_out=first.fps_out,
-        duration=float(Fraction(frames_out) / job.target.write_rate),
+        duration=float(Fraction(made_frames) / job.target.write_rate),
         scene_cuts=sum(p.scene_cuts for p in parts),
         seconds=round(time.perf_counter() - started, 3),
         device=",".join(dict.fromkeys(devices)),
@@ -376,13 +370,6 @@ def interpolate_sharded(
         fp32_fallbacks=sum(p.fp32_fallbacks for p in parts),
         hwaccel=first.hwaccel,
     )
-
-
-def _count_frames(path: Path) -> int:
-    import av
-
-    with av.open(str(path)) as c:
-        return sum(1 for p in c.demux(c.streams.video[0]) if p.size)
 
 
 def _run_local(job, shards, todo, cfgs, on_event, stop) -> None:
@@ -438,7 +425,7 @@ def interpolate_files(
         for wid, device in enumerate(devices):
             cfg = WorkerConfig(device, engine, options, threads)
             out_dir = None if output_dir is None else str(output_dir)
-            procs.start(wid, device, file_worker, cfg, files, procs.events, out_dir, wid)
+            procs.start(wid, device, file_worker, cfg, files, procs.events, out_dir)
         for kind, key, value in procs.events_until_done(stop):
             if kind == "exit":
                 continue

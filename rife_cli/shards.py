@@ -11,14 +11,12 @@ The plan is recorded there, so that --resume cuts the input the same way whateve
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
 from .errors import UsageError
-from .resume import Journal, work_dir_for
+from .resume import Journal, fresh_dir, work_dir_for, write_json
 
 PLAN = "shards.json"
 # A shard shorter than this is not worth a process: fewer shards are made.
@@ -89,23 +87,23 @@ def load_or_save_plan(
                 f"{out}: the unfinished run there was made with another input or other options; "
                 "rerun with the same ones, or add --force to start over"
             )
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"fingerprint": fingerprint, "shards": _encode(shards)}, indent=1))
-    os.replace(tmp, path)
+    fresh_dir(folder)
+    write_json(path, {"fingerprint": fingerprint, "shards": _encode(shards)})
     return shards, False
+
+
+def _journals(out: Path, shards: list[Shard]) -> list[Journal]:
+    return [j for s in shards if (j := Journal.load(s.folder(out))) is not None]
 
 
 def segment_files(out: Path, shards: list[Shard]) -> list[Path]:
     """Every shard's finished segments, in order: the whole video."""
-    files: list[Path] = []
-    for s in shards:
-        journal = Journal.load(s.folder(out))
-        if journal is not None:
-            files += [journal.folder / seg.file for seg in journal.segments]
-    return files
+    return [j.folder / seg.file for j in _journals(out, shards) for seg in j.segments]
+
+
+def frames_out(out: Path, shards: list[Shard]) -> int:
+    """Output frames in every shard's finished segments (as their journals recorded them)."""
+    return sum(j.frames_out for j in _journals(out, shards))
 
 
 def describe(shards: list[Shard]) -> list[dict]:

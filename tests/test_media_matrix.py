@@ -14,6 +14,7 @@ import pytest
 from clips import blend_engine
 from media import Clip, Track, make_clip, read_media
 
+from rife_cli.doctor import nvenc_works
 from rife_cli.pipeline import interpolate_video
 from rife_cli.video import hdr
 
@@ -260,19 +261,8 @@ def test_every_encoder_into_every_container(tmp_path, codec, ext, audio):
     check_tracks_in_sync(source, out)
 
 
-def _nvenc_opens() -> bool:
-    try:
-        cc = av.CodecContext.create("h264_nvenc", "w")
-        cc.width, cc.height, cc.pix_fmt = 256, 144, "yuv420p"
-        cc.time_base = Fraction(1, 25)
-        cc.open()
-        return True
-    except (av.FFmpegError, ValueError, OSError):
-        return False
-
-
 @pytest.mark.gpu
-@pytest.mark.skipif(not _nvenc_opens(), reason="no NVIDIA encoder opens on this machine")
+@pytest.mark.skipif(not nvenc_works("h264"), reason="no NVIDIA encoder opens on this machine")
 @pytest.mark.parametrize("ext", [".mp4", ".mkv", ".mov"])
 @pytest.mark.parametrize("codec", ["h264_nvenc", "hevc_nvenc"])
 def test_nvenc_where_present(tmp_path, codec, ext):

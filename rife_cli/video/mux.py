@@ -83,25 +83,37 @@ def _shifted_packets(container, routes: dict, gid: int):
         yield time, gid, n, packet
 
 
+def _rebuilt_dts(path: Path) -> list[int] | None:
+    """The decoding times of a segment whose file stores none (Matroska), rebuilt from its
+    presentation times: the k-th smallest pts, less the reorder delay, so that none is after its
+    pts. None where the file has them (or lacks a pts to rebuild from). Reads timestamps only, so
+    a segment's packets are never all held at once (a 4K ProRes segment is over a gigabyte)."""
+    with av.open(str(path), metadata_errors="replace") as c:
+        if "matroska" not in c.format.name:  # (WebM reads as "matroska,webm")
+            return None  # the others store them: no second pass over the file
+        stamps = [(p.pts, p.dts) for p in c.demux(c.streams.video[0]) if p.size]
+    if all(dts is not None for _, dts in stamps) or any(pts is None for pts, _ in stamps):
+        return None
+    order = sorted(pts for pts, _ in stamps)
+    delay = max(0, *(k - pts for k, (pts, _) in zip(order, stamps)))
+    return [k - delay for k in order]
+
+
 def _segment_packets(paths: list[Path]):
     """Video packets of the segments in order, as (time, input id, order, packet).
 
-    Each segment was encoded on its own. Matroska stores no decoding times: where a segment's are
-    missing they are rebuilt from its presentation times (the k-th smallest pts, less the
-    reorder delay, so that none is after its pts). A decoding time that steps back at a joint (by
-    the encoder's reorder delay) is nudged forward, never past its pts, to stay monotonic."""
+    Each segment was encoded on its own. Where a segment stores no decoding times they are
+    rebuilt (_rebuilt_dts). A decoding time that steps back at a joint (by the encoder's reorder
+    delay) is nudged forward, never past its pts, to stay monotonic."""
     last_dts = None
     n = 0
     for path in paths:
+        dts = _rebuilt_dts(path)
         with av.open(str(path), metadata_errors="replace") as c:
-            s = c.streams.video[0]
-            packets = [p for p in c.demux(s) if p.size]
-            if any(p.dts is None for p in packets) and all(p.pts is not None for p in packets):
-                order = sorted(p.pts for p in packets)
-                delay = max(0, *(k - p.pts for k, p in zip(order, packets)))
-                for k, p in zip(order, packets):
-                    p.dts = k - delay
-            for packet in packets:
+            packets = (p for p in c.demux(c.streams.video[0]) if p.size)
+            for k, packet in enumerate(packets):
+                if dts is not None:
+                    packet.dts = dts[k]
                 tb = Fraction(packet.time_base)
                 if packet.dts is not None:
                     if last_dts is not None and packet.dts * tb <= last_dts:
