@@ -78,8 +78,12 @@ def prepare_encoding(
     opts = replace(opts, codec=codec, pix_fmt=opts.pix_fmt or default_pix_fmt(codec, bits))
     _check_codec(path, opts)
     _check_frame_size(width, height, opts.pix_fmt)
-    _check_encoder_opens(width, height, rate, opts)
-    _check_header(path, width, height, rate, opts)
+    try:
+        # Opens the encoder as the run will (SVT-AV1 at 4K takes a while to): once, when it works.
+        _check_header(path, width, height, rate, opts)
+    except UsageError:
+        _check_encoder_opens(width, height, rate, opts)  # the encoder itself: say why
+        raise
     return opts
 
 
