@@ -149,7 +149,7 @@ def flow_scale(scale: str | None, uhd: bool) -> float:
     return 0.5 if uhd else float(scale or 1)
 
 
-def build_interpolator(
+def engine_options(
     model,
     scale,
     uhd,
@@ -157,28 +157,30 @@ def build_interpolator(
     precision,
     offline,
     compile_net=False,
-    need_any_timestep=False,
     batch_size=0,
     model_version=None,
     ensemble=False,
     cuda_graphs=False,
-):
+) -> dict:
+    """The model options of the command line as the Interpolator's keyword arguments."""
+    return {
+        "model": model,
+        "device": device,
+        "precision": precision,
+        "scale": flow_scale(scale, uhd),
+        "batch_size": batch_size,
+        "offline": offline,
+        "compile": compile_net,
+        "model_version": model_version,
+        "ensemble": ensemble,
+        "cuda_graphs": cuda_graphs,
+    }
+
+
+def build_interpolator(need_any_timestep=False, **model_opts):
     from .engine import interpolator_for
 
-    return interpolator_for(
-        need_any_timestep,
-        model=model,
-        device=device,
-        precision=precision,
-        scale=flow_scale(scale, uhd),
-        batch_size=batch_size,
-        offline=offline,
-        notice=notice,
-        compile=compile_net,
-        model_version=model_version,
-        ensemble=ensemble,
-        cuda_graphs=cuda_graphs,
-    )
+    return interpolator_for(need_any_timestep, notice=notice, **engine_options(**model_opts))
 
 
 class RifeGroup(click.Group):
@@ -599,17 +601,8 @@ def _scale_out(jobs, output, out_dir, devices, ray_address, model_opts, batch_si
 
     if model_opts["device"] != "auto":
         raise click.UsageError("--device names one device; with --devices name them all there")
-    engine = {
-        "model": model_opts["model"],
-        "precision": model_opts["precision"],
-        "scale": flow_scale(model_opts["scale"], model_opts["uhd"]),
-        "batch_size": batch_size,
-        "offline": model_opts["offline"],
-        "compile": model_opts["compile_net"],
-        "cuda_graphs": model_opts.get("cuda_graphs", False),
-        "model_version": model_opts.get("model_version"),
-        "ensemble": model_opts.get("ensemble", False),
-    }
+    engine = engine_options(**model_opts, batch_size=batch_size)
+    del engine["device"]  # each worker's own
     results: dict = {}
     if ray_address is not None:
         from .ray_runner import ray_runner
