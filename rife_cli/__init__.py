@@ -13,7 +13,7 @@ def __getattr__(name: str):
 
         return getattr(engine, name)
     if name == "interpolate_video":
-        from .pipeline import interpolate_video
+        from .pipeline.run import interpolate_video
 
         return interpolate_video
     raise AttributeError(name)

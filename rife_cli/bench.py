@@ -3,7 +3,7 @@
 The baseline is what the reference scripts do: fp32, contiguous (NCHW) tensors, one pair per
 forward, decode -> infer -> encode in one loop with no overlap, in a process of its own with the C
 library's default allocator (the reference runs as its own script; our allocator setting,
-rife_cli.hostmem, is process-wide and would otherwise speed the baseline up too).
+rife_cli.engine.hostmem, is process-wide and would otherwise speed the baseline up too).
 """
 
 from __future__ import annotations
@@ -253,7 +253,7 @@ def run_bench(
     cuda_graphs: bool = False,
 ) -> BenchResult:
     from .engine import Interpolator
-    from .pipeline import interpolate_video
+    from .pipeline.run import interpolate_video
 
     w, h = size
     ours = Interpolator(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from . import hostmem
+from .engine import hostmem
 from .errors import RifeError
 
 log = logging.getLogger("rife")
@@ -187,7 +187,7 @@ class RifeGroup(click.Group):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         """Usage errors as one line (exit 2), like every other error; our own go through `reported`."""
         logging.basicConfig(format="rife: %(message)s", level=logging.INFO)
-        # Before any thread exists (encoder checks start some): see rife_cli.hostmem. A CPU
+        # Before any thread exists (encoder checks start some): see rife_cli.engine.hostmem. A CPU
         # tuning: a CUDA run keeps the C library's allocator as it is.
         if cpu_run_expected(sys.argv[1:] if args is None else list(args)):
             hostmem.keep_freed_memory()
@@ -297,7 +297,7 @@ class _Progress:
 def _install_stop_handlers():
     """First SIGINT/SIGTERM: finish the current pair, close the segment, exit 130/143.
     A second one stops at once."""
-    from .pipeline import install_stop_handlers
+    from .pipeline.run import install_stop_handlers
 
     return install_stop_handlers(notice)
 
@@ -457,14 +457,14 @@ def interpolate(
     """
     import json
 
-    from .timing import Timing
+    from .pipeline.timing import Timing
 
     Timing.from_options(exp, multi, fps, slowmo)  # usage errors before any input is opened
     if batch_size < 0:
         raise click.UsageError("--batch-size must be 1 or more")
     stop = _install_stop_handlers()
     from .errors import Interrupted
-    from .pipeline import interpolate_video
+    from .pipeline.run import interpolate_video
 
     engines: dict[bool, object] = {}
 
@@ -479,7 +479,7 @@ def interpolate(
 
     jobs = expand_inputs(list(inputs))
     if input_fps is not None:
-        from .pipeline import input_rate
+        from .pipeline.run import input_rate
 
         for inp in jobs:  # a video among the inputs: refused before any work
             input_rate(input_fps, inp)
@@ -597,7 +597,7 @@ def interpolate(
 def _scale_out(jobs, output, out_dir, devices, ray_address, model_opts, batch_size, options, quiet,
                stop) -> dict:  # fmt: skip
     """--devices / --ray: every input's (summary, error), made by worker processes or Ray."""
-    from .scaleout import interpolate_files, interpolate_sharded, parse_devices
+    from .scale.devices import interpolate_files, interpolate_sharded, parse_devices
 
     if model_opts["device"] != "auto":
         raise click.UsageError("--device names one device; with --devices name them all there")
@@ -605,7 +605,7 @@ def _scale_out(jobs, output, out_dir, devices, ray_address, model_opts, batch_si
     del engine["device"]  # each worker's own
     results: dict = {}
     if ray_address is not None:
-        from .ray_runner import ray_runner
+        from .scale.ray_cluster import ray_runner
 
         runner, devs = ray_runner(ray_address, devices)
     else:
@@ -655,14 +655,14 @@ def cpu_run_expected(args: list[str]) -> bool:
 
 def _prefault_for_cpu_run(first: Path, device: str) -> None:
     """At a cold start on the CPU, fault in the memory the first batch will need while PyTorch is
-    imported on one core and the others idle (rife_cli.hostmem.prefault). Measured on the 2-core
+    imported on one core and the others idle (rife_cli.engine.hostmem.prefault). Measured on the 2-core
     CPU, whole `rife interpolate --exp 1` of a 20-frame 720p clip, alternated 3 times: 23.2-23.9 s
     against 24.1-24.8 s without (and no gain from faulting half as much again)."""
     if "torch" in sys.modules or device not in ("auto", "cpu"):
         return
     if device == "auto" and nvidia_present():
         return  # a CUDA machine: the frames will not be on the host
-    from .cpus import default_lanes
+    from .engine.cpus import default_lanes
     from .video.source import probe
 
     try:

@@ -245,7 +245,7 @@ def collect(try_gpu: bool = True) -> Report:
     import av
     import torch
 
-    from .cpus import default_lanes, usable_cores
+    from .engine.cpus import default_lanes, usable_cores
     from .models.cache import cached_path, rife_home
     from .models.registry import MODELS
 

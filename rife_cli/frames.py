@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, OutputError, UsageError
-from .timing import check_exp, check_multi, one_of
+from .pipeline.timing import check_exp, check_multi, one_of
 from .video.images import blend_alpha, merge, read_image, split_alpha, write_image
 
 

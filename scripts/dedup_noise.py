@@ -1,5 +1,5 @@
 """What compression leaves on held drawings, against the smallest real change, in the measure
-`--dedup` uses (rife_cli.dedup.difference: the largest 16x16 block mean of |luma a - luma b|).
+`--dedup` uses (rife_cli.pipeline.dedup.difference: the largest 16x16 block mean of |luma a - luma b|).
 
 A cel-shaded "drawing" is made from a real frame (tests/data golden frames: posterized, dark lines
 from its edges), with a limb that moves on some drawings and a 10x6 px mouth that opens or closes
@@ -26,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rife_cli import dedup
+from rife_cli.pipeline import dedup
 from rife_cli.video.source import probe, read_frames
 
 GOLDEN = ROOT.parent / "shared" / "golden"

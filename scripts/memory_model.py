@@ -4,7 +4,7 @@
 `python scripts/memory_model.py [--size 640x352] [--pairs 2]`: for each family and flow scale, one
 forward of a batch of pairs laid out as on CUDA (channels-last, no Winograd, native transposed
 convolutions, v3.x mirrored calls as one batch of 2N), in fp32, in a fresh process whose glibc heap
-neither trims nor mmaps (rife_cli.hostmem): the heap's growth over the first forward is the peak of
+neither trims nor mmaps (rife_cli.engine.hostmem): the heap's growth over the first forward is the peak of
 what it held (activations, one-time workspaces, fragmentation). Prints bytes per pixel and pair.
 """
 
@@ -17,7 +17,7 @@ import sys
 
 CHILD = r"""
 import ctypes, json, sys
-from rife_cli import hostmem
+from rife_cli.engine import hostmem
 hostmem.keep_freed_memory()
 
 class Mallinfo2(ctypes.Structure):

@@ -33,8 +33,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rife_cli import scenes
 from rife_cli.bench import write_clip
+from rife_cli.pipeline import scenes
 from rife_cli.video.source import SourceFrame, probe, read_frames
 
 GOLDEN = ROOT.parent / "shared" / "golden"
@@ -192,7 +192,7 @@ def pyscenedetect(make) -> callable:
 
 
 def ours(threshold: float) -> callable:
-    """rife's scene stage itself, as the pipeline runs it (rife_cli.scenes.SceneStage)."""
+    """rife's scene stage itself, as the pipeline runs it (rife_cli.pipeline.scenes.SceneStage)."""
 
     def run(frames) -> set[int]:
         stream = (SourceFrame(i, Fraction(i, RATE), None, f) for i, f in enumerate(frames))

@@ -17,7 +17,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rife_cli import dedup, scenes
+from rife_cli.pipeline import dedup, scenes
 from rife_cli.video.source import SourceFrame
 
 GOLDEN = ROOT.parent / "shared" / "golden"

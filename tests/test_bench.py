@@ -40,7 +40,7 @@ def test_bench_rejects_a_bad_size_in_one_line():
 
 RETAINED = """
 import os, sys, threading, torch
-from rife_cli import hostmem
+from rife_cli.engine import hostmem
 ok = hostmem.keep_freed_memory() if sys.argv[1] == "keep" else None
 def rss():
     return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -101,7 +101,7 @@ def test_baseline_makes_the_mirrored_calls_one_after_the_other():
 PREFAULTED = """
 import resource, sys
 import torch
-from rife_cli import hostmem
+from rife_cli.engine import hostmem
 thread = hostmem.prefault(1 << 26) if sys.argv[1] == "prefault" else None
 if thread is not None:
     thread.join()
@@ -124,7 +124,7 @@ def test_prefaulted_memory_spares_the_next_allocation_its_page_faults():
 
 
 def test_first_pass_estimate_is_capped_by_available_memory():
-    from rife_cli import hostmem
+    from rife_cli.engine import hostmem
 
     assert hostmem.first_pass_bytes(1280, 720, 2) == 1280 * 720 * 2 * 940
     assert hostmem.first_pass_bytes(10**5, 10**5, 8) < 10**5 * 10**5 * 8 * 940  # capped

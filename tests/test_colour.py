@@ -1,4 +1,4 @@
-"""YUV 4:2:0 to BGR on the device (rife_cli.colour) against the host's exact conversion, and the
+"""YUV 4:2:0 to BGR on the device (rife_cli.engine.colour) against the host's exact conversion, and the
 pipeline with pictures converted that way (what runs on CUDA, here on the CPU)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import torch
 from clips import decode, interpolate_blended, make_video
 from conftest import golden_pair
 
-from rife_cli.colour import Yuv420, chroma_cosited, yuv420_to_bgr
 from rife_cli.engine import Interpolator
+from rife_cli.engine.colour import Yuv420, chroma_cosited, yuv420_to_bgr
 from rife_cli.video.source import SWS_FLAGS, sws_matrix
 
 

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 from clips import decode, interpolate_blended, make_video, moving_frame
 
-from rife_cli import dedup
 from rife_cli.errors import Interrupted
-from rife_cli.pipeline import StopRequest
-from rife_cli.resume import work_dir_for
+from rife_cli.pipeline import StopRequest, dedup
+from rife_cli.pipeline.resume import work_dir_for
 from rife_cli.video.source import SourceFrame
 
 W, H = 128, 72

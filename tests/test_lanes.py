@@ -12,9 +12,9 @@ import torch
 from clips import BlendNet
 from conftest import golden_pair, psnr
 
-from rife_cli.cpus import MAX_LANES
 from rife_cli.engine import Interpolator, Request
-from rife_cli.lanes import Lanes, in_lane
+from rife_cli.engine.cpus import MAX_LANES
+from rife_cli.engine.lanes import Lanes, in_lane
 
 MARK = contextvars.ContextVar("mark", default="unset")
 HALF = Fraction(1, 2)

@@ -22,8 +22,8 @@ from rife_cli.cli import main
 from rife_cli.engine import Interpolator, Request
 from rife_cli.errors import ModelError
 from rife_cli.models.ifnet_v4x import LAYOUTS, VERSIONS, IFNetV4x
-from rife_cli.models.loading import ModelSource, build_network, read_state_dict
-from rife_cli.models.recognise import matches
+from rife_cli.models.loading import ModelSource, build_network
+from rife_cli.models.recognise import matches, read_state_dict
 
 GOLDEN4 = DATA / "golden-v4"
 ALL_VERSIONS = sorted(p.name for p in GOLDEN4.iterdir() if p.is_dir())
@@ -380,7 +380,7 @@ def test_hand_copied_model_gets_its_sha256_recorded(home):
 
 
 def test_timing_needing_v4_takes_the_newest_cached_4x(home):
-    from rife_cli.models.registry import newest_cached_v4
+    from rife_cli.models.cache import newest_cached_v4
 
     assert newest_cached_v4()[0] == "v4.0"
     for name in ("v4.22", "v4.26.heavy", "v4.25.lite", "v4.26"):

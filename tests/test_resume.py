@@ -15,7 +15,7 @@ from clips import decode, interpolate_blended, make_video
 
 from rife_cli.errors import Interrupted, UsageError
 from rife_cli.pipeline import TMP_TAG, StopRequest
-from rife_cli.resume import work_dir_for
+from rife_cli.pipeline.resume import work_dir_for
 
 
 def run(src, out, **kw):

@@ -18,9 +18,9 @@ from media import Clip, Track, make_clip, read_media
 
 from rife_cli.errors import RifeError, UsageError
 from rife_cli.pipeline import interpolate_video
-from rife_cli.resume import work_dir_for
-from rife_cli.scaleout import interpolate_files, interpolate_sharded, parse_devices
-from rife_cli.shards import cut
+from rife_cli.pipeline.resume import work_dir_for
+from rife_cli.scale.devices import interpolate_files, interpolate_sharded, parse_devices
+from rife_cli.scale.shards import cut
 
 OPTIONS = {"exp": 1, "codec": "ffv1", "scene_threshold": 0.2}
 
@@ -178,7 +178,7 @@ def test_several_files_are_spread_over_the_workers(tmp_path):
 @pytest.mark.slow
 def test_ray_local_cluster_makes_the_same_output(tmp_path):
     ray = pytest.importorskip("ray")
-    from rife_cli.ray_runner import ray_runner
+    from rife_cli.scale.ray_cluster import ray_runner
 
     src = source(tmp_path)
     one_process(src, tmp_path / "one.mkv")

@@ -11,7 +11,7 @@ import pytest
 from clips import moving_frame
 from conftest import GOLDEN
 
-from rife_cli import scenes
+from rife_cli.pipeline import scenes
 from rife_cli.video.source import SourceFrame
 
 

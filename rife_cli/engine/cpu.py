@@ -14,18 +14,18 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .. import hostmem
-from ..cpus import default_lanes, usable_cores, winograd_pays
-from ..lanes import Lanes
 from ..models import transforms
 from ..models.transforms import winograd
+from . import hostmem
+from .cpus import default_lanes, usable_cores, winograd_pays
+from .lanes import Lanes
 
 Forward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class CpuBackend:
-    """Lanes (rife_cli.lanes): one single-threaded worker per core, each taking whole pairs;
-    freed host memory kept for reuse (rife_cli.hostmem); 3x3 convolutions by Winograd."""
+    """Lanes (rife_cli.engine.lanes): one single-threaded worker per core, each taking whole pairs;
+    freed host memory kept for reuse (rife_cli.engine.hostmem); 3x3 convolutions by Winograd."""
 
     device_colour = False  # the host's exact conversion; nothing to gain from planes here
 

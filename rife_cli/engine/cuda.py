@@ -92,7 +92,9 @@ class CudaBackend:
     """Streams per batch thread, page-locked uploads, YUV -> BGR on the device, the memory model;
     CUDA graphs only when asked for (cuda_graphs)."""
 
-    device_colour = True  # video pictures come as YUV planes, converted here (rife_cli.colour)
+    device_colour = (
+        True  # video pictures come as YUV planes, converted here (rife_cli.engine.colour)
+    )
 
     def __init__(
         self,

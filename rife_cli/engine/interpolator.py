@@ -19,13 +19,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import colour
-from ..colour import Yuv420
 from ..errors import ModelError, ResourceError, UsageError
 from ..models import transforms
+from ..models.cache import newest_cached_v4
 from ..models.loading import ModelSource, load_network, resolve, resolve_default
-from ..models.registry import newest_cached_v4
+from . import colour
 from .arrays import bgr_to_device, rows, to_arrays
+from .colour import Yuv420
 
 log = logging.getLogger("rife")
 
@@ -269,7 +269,7 @@ class Interpolator:
     @property
     def device_colour(self) -> bool:
         """Whether video pictures should come as YUV planes, converted to BGR on the device
-        (rife_cli.colour): on CUDA, where the host's conversion would limit the pipeline."""
+        (rife_cli.engine.colour): on CUDA, where the host's conversion would limit the pipeline."""
         return self.backend.device_colour
 
     def to_tensor(self, frames: Sequence[np.ndarray | Yuv420]) -> torch.Tensor:

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import ModelError
-from .registry import MODELS, NamedModel
+from .ifnet_v4x import version_key
+from .registry import MODELS, TIMESTEP_MODEL, NamedModel
 
 
 def rife_home() -> Path:
@@ -189,8 +190,7 @@ def _download_url(model: NamedModel, dest: Path) -> str:
 
 def _check_download(model: NamedModel, part: Path) -> None:
     """A download is cached only when it holds the layout of the version it is named for."""
-    from .loading import read_state_dict
-    from .recognise import matches
+    from .recognise import matches, read_state_dict
 
     sd, _ = read_state_dict(part, label=model.url)
     exact, nearest, _ = matches(sd)
@@ -201,3 +201,17 @@ def _check_download(model: NamedModel, part: Path) -> None:
         raise ModelError(
             f"{model.url} does not hold model {model.name}: it holds {found}; nothing was cached"
         )
+
+
+def newest_cached_v4() -> tuple[str, str]:
+    """The newest 4.x model already in the cache, else TIMESTEP_MODEL; and why, in words. Among
+    one number the plain model before .heavy and .lite (the usual speed/quality middle)."""
+    here = [
+        m.version for m in MODELS.values() if m.family == "v4" and cached_path(m.name).is_file()
+    ]
+    if here:
+        rank = {"": 2, "heavy": 1, "lite": 0}
+        best = max(here, key=lambda v: (version_key(v)[:2], rank[version_key(v)[2]]))
+        if best != TIMESTEP_MODEL.removeprefix("v"):
+            return f"v{best}", "the newest 4.x model in the cache"
+    return TIMESTEP_MODEL, "no newer 4.x model in the cache; rife models lists others"

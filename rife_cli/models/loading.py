@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +21,7 @@ from .cache import (
 )
 from .ifnet_v3 import IFNetV3
 from .ifnet_v4x import VERSIONS, IFNetV4x, newest_first
-from .recognise import matches, split_aux, version_hint
+from .recognise import matches, read_state_dict, version_hint
 from .registry import DEFAULT_MODEL, MODELS
 
 
@@ -71,32 +69,6 @@ def resolve(
             "rife models lists them)"
         )
     return ModelSource(p, spec, explicit)
-
-
-def read_state_dict(
-    path: Path, label: str | None = None
-) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
-    """The inference tensors (`module.` stripped) and the count of training-only ones dropped."""
-    label = label or str(path)
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except (
-        pickle.UnpicklingError,
-        RuntimeError,
-        EOFError,
-        zipfile.BadZipFile,
-        ValueError,
-        OSError,
-    ) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{label}: not a readable PyTorch weights file ({reason[:160]})") from None
-    except Exception as exc:  # noqa: BLE001 - torch.load raises many types on garbage; report, don't crash
-        raise ModelError(
-            f"{label}: not a readable PyTorch weights file ({type(exc).__name__})"
-        ) from None
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise ModelError(f"{label}: not a state dict of tensors")
-    return split_aux(sd)
 
 
 def _choose_version(

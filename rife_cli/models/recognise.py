@@ -8,11 +8,15 @@ shape is equal; anything else is "unknown", reported against the nearest layout.
 from __future__ import annotations
 
 import functools
+import pickle
 import re
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from ..errors import ModelError
 from .ifnet_v3 import IFNetV3
 from .ifnet_v4x import LAYOUTS, VERSIONS, IFNetV4x, Layout
 
@@ -120,3 +124,29 @@ def version_hint(*names: str) -> str | None:
             if v in VERSIONS:
                 return v
     return None
+
+
+def read_state_dict(
+    path: Path, label: str | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+    """The inference tensors (`module.` stripped) and the count of training-only ones dropped."""
+    label = label or str(path)
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except (
+        pickle.UnpicklingError,
+        RuntimeError,
+        EOFError,
+        zipfile.BadZipFile,
+        ValueError,
+        OSError,
+    ) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{label}: not a readable PyTorch weights file ({reason[:160]})") from None
+    except Exception as exc:  # noqa: BLE001 - torch.load raises many types on garbage; report, don't crash
+        raise ModelError(
+            f"{label}: not a readable PyTorch weights file ({type(exc).__name__})"
+        ) from None
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ModelError(f"{label}: not a state dict of tensors")
+    return split_aux(sd)

@@ -118,19 +118,3 @@ DEFAULT_MODEL = "v3.6"
 # The model used automatically when a timing needs timesteps a v3.x model cannot make and no
 # newer 4.x model is in the cache (v4.0 comes from PyPI, which pip-equipped machines reach).
 TIMESTEP_MODEL = "v4.0"
-
-
-def newest_cached_v4() -> tuple[str, str]:
-    """The newest 4.x model already in the cache, else TIMESTEP_MODEL; and why, in words. Among
-    one number the plain model before .heavy and .lite (the usual speed/quality middle)."""
-    from .cache import cached_path
-
-    here = [
-        m.version for m in MODELS.values() if m.family == "v4" and cached_path(m.name).is_file()
-    ]
-    if here:
-        rank = {"": 2, "heavy": 1, "lite": 0}
-        best = max(here, key=lambda v: (version_key(v)[:2], rank[version_key(v)[2]]))
-        if best != TIMESTEP_MODEL.removeprefix("v"):
-            return f"v{best}", "the newest 4.x model in the cache"
-    return TIMESTEP_MODEL, "no newer 4.x model in the cache; rife models lists others"

@@ -13,10 +13,10 @@ import av
 import numpy as np
 from av.video.reformatter import Interpolation
 
-from .. import scenes
-from ..colour import FORMATS as DEVICE_FORMATS
-from ..colour import Yuv420, chroma_cosited
+from ..engine.colour import FORMATS as DEVICE_FORMATS
+from ..engine.colour import Yuv420, chroma_cosited
 from ..errors import InputError, UsageError
+from ..pipeline import scenes
 from .grid import Grid, candidate_rates, find_grid
 from .images import list_images, read_image
 
@@ -323,7 +323,7 @@ def read_frames(
     only the frames from that time on (a shard of the stream): a constant-rate stream is entered
     by seeking, its frames numbered from their place on the grid; any other is decoded from the
     start, as it has no other way to number its frames. With `planes`,
-    8-bit 4:2:0 pictures come as their YUV planes for the device to convert (rife_cli.colour)
+    8-bit 4:2:0 pictures come as their YUV planes for the device to convert (rife_cli.engine.colour)
     instead of as BGR images, with a scene thumbnail made here from the small picture. A packet the
     decoder rejects is skipped, counted in stats["bad_packets"], and warned about; the stream goes
     on (FFmpeg conceals what it can). A picture of another size than the stream's is skipped,

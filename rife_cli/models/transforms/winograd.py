@@ -3,7 +3,7 @@
 Most of a pair's time on the CPU is the stride-1 3x3 convolutions of the blocks' trunks, which
 oneDNN runs as direct convolutions close to the cores' fp32 peak. NNPACK's Winograd F(6x6, 3x3)
 needs about a fifth of the multiplications. It runs here only where PyTorch has one intra-op thread
-(a CPU lane, rife_cli.lanes, or a 1-core machine): PyTorch gives NNPACK a thread pool of its own,
+(a CPU lane, rife_cli.engine.lanes, or a 1-core machine): PyTorch gives NNPACK a thread pool of its own,
 sized by the thread count of its first caller, and a pool of more than one thread measured poorly
 (it scales 1.6x on two cores where direct convolutions scale 2x, and its spinning workers slow the
 OpenMP operators around it). With one thread the pool runs inline in the caller. Measured on this

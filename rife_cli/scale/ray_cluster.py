@@ -13,7 +13,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from .errors import InputError, Interrupted, RifeError, UsageError
+from ..errors import InputError, Interrupted, RifeError, UsageError
 
 # An actor process that dies is restarted, and its shard retried, this many times.
 RETRIES = 2
@@ -74,7 +74,7 @@ class ShardActor:
         self.factory = None
 
     def run(self, inp: str, out: str, shard):
-        from .scaleout import engine_factory, run_shard
+        from .devices import engine_factory, run_shard
 
         if not Path(inp).exists():
             raise InputError(

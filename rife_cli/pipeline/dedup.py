@@ -14,7 +14,7 @@ from fractions import Fraction
 import cv2
 import numpy as np
 
-from .video.source import SourceFrame
+from ..video.source import SourceFrame
 
 # Two frames are the same drawing when no 16x16 block of their luma differs by more than this on
 # average (8-bit levels). Compression left at most 2.6 levels on held drawings (x264 CRF 14-28,

@@ -7,7 +7,7 @@ project's 2-core CPU, 720p v3.6 fp32 per pair: 2.40 s with the default allocator
 off, 1.77 s with mmap off and no trimming (peak RSS 915 -> 1,115 MiB). Peak resident memory is what
 the largest pass needs plus fragmentation; it is simply not handed back between passes.
 
-Threads other than the main one (the CPU lanes, rife_cli.lanes) would get glibc arenas of their
+Threads other than the main one (the CPU lanes, rife_cli.engine.lanes) would get glibc arenas of their
 own, whose heaps hold at most 64 MiB: larger blocks are mmapped there whatever the settings, and
 freed heaps are unmapped. One arena for the whole process keeps their blocks reusable too (720p
 v3.6 in two lanes: 1.50 s per pair and about 100,000 page faults per pass with per-thread arenas,

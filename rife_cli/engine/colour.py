@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 # PyTorch is imported by the functions that need it: the reader imports this module, and a CPU
-# run imports PyTorch only after it has set the host memory up (rife_cli.hostmem).
+# run imports PyTorch only after it has set the host memory up (rife_cli.engine.hostmem).
 if TYPE_CHECKING:
     import torch
 

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 
-from .errors import UsageError
+from ..errors import UsageError
 
 
 def parse_rate(text: str) -> Fraction:

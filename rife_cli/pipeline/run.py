@@ -20,9 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError, ModelError, OutputError, UsageError
+from ..video.images import as_bgr, blend_alpha, merge
+from ..video.source import SourceFrame, SourceInfo, probe, read_frames
 from . import dedup as repeats
 from . import scenes
-from .errors import InputError, ModelError, OutputError, UsageError
+from .queues import DONE, ByteQueue, Cancelled, Worker, wait_for
 from .resume import (
     SEGMENT_FRAMES,
     SEGMENT_SECONDS,
@@ -31,9 +34,6 @@ from .resume import (
     open_journal,
 )
 from .timing import Plan, Slot, Timing, parse_rate
-from .video.images import as_bgr, blend_alpha, merge
-from .video.source import SourceFrame, SourceInfo, probe, read_frames
-from .workers import DONE, ByteQueue, Cancelled, Worker, wait_for
 
 QUEUE_BYTES = 512 << 20  # per queue; ~20 4K frames in 8-bit
 TMP_TAG = ".rife-part"
@@ -108,7 +108,7 @@ def default_output(info: SourceInfo, label: str, png: bool) -> Path:
     stem = info.path.name if info.is_images else info.path.stem
     if png or info.is_images:
         return info.path.parent / f"{stem}_{label}"
-    from .video.sink import container_of
+    from ..video.sink import container_of
 
     ext = info.path.suffix.lower() if container_of(info.path) else ".mp4"
     return info.path.with_name(f"{stem}_{label}{ext}")
@@ -196,7 +196,7 @@ def install_stop_handlers(notice: Callable[[str], None] | None = None) -> StopRe
     signals are left alone."""
     import signal
 
-    from .errors import Interrupted
+    from ..errors import Interrupted
 
     stop = StopRequest()
 
@@ -236,7 +236,7 @@ class _Run:
     ):
         """With a journal, the run goes on after its finished segments and closes new ones. With
         hwaccel, the video is decoded on that device (see check_hwaccel). With a shard, only the
-        pairs that start in it are made (see rife_cli.shards)."""
+        pairs that start in it are made (see rife_cli.scale.shards)."""
         self.info, self.target, self.engine, self.opts = info, target, engine, opts
         self.png, self.progress, self.warn = png, progress, warn
         self.cancel = threading.Event()
@@ -433,7 +433,7 @@ class _Run:
     def make(self, batch) -> dict[tuple[int, Fraction], np.ndarray]:
         """The made frames of a batch, by (pair in batch, t): uploaded, made and downloaded in the
         calling thread (on CUDA on its own stream)."""
-        from .engine import Request
+        from ..engine import Request
 
         need = [i for i, pair in enumerate(batch) if _needs_network(pair)]
         made: dict[tuple[int, Fraction], np.ndarray] = {}
@@ -518,14 +518,14 @@ def prepare(
     info = probe(inp, opts.input_fps)
     hwaccel = None
     if opts.hwaccel and not info.is_images:
-        from .video.source import check_hwaccel
+        from ..video.source import check_hwaccel
 
         if check_hwaccel(info, opts.hwaccel):
             hwaccel = opts.hwaccel
         else:
             warn(f"{inp}: no {opts.hwaccel} decoder for its codec; decoding on the CPU")
     target = Timing.from_options(opts.exp, opts.multi, opts.fps, opts.slowmo).target(info.rate)
-    from .video.sink import container_of
+    from ..video.sink import container_of
 
     png = (
         opts.png
@@ -546,8 +546,8 @@ def prepare(
         return Job(inp, info, target, out, png, None, hwaccel, opts, skipped=True)
     enc = None
     if not png:
-        from .video import hdr
-        from .video.sink import EncodeOptions, prepare_encoding
+        from ..video import hdr
+        from ..video.sink import EncodeOptions, prepare_encoding
 
         hdr10 = hdr.parse(info.picture.mastering_display, info.picture.content_light)
         is_hdr = hdr10 is not None or bool(
@@ -588,7 +588,7 @@ def interpolate_video(
 ) -> Summary:
     """Interpolate one video or image directory. Options are those of `Options` plus, when no
     engine_factory is given, those of `Interpolator` (model, device, precision, scale, batch_size).
-    With a `shard` (rife_cli.shards), only its part is made, into its folder of segments beside
+    With a `shard` (rife_cli.scale.shards), only its part is made, into its folder of segments beside
     `output` (which must be given); whoever cut the input checks the output and joins the shards."""
     started = clock.perf_counter()
     warn = warn or (lambda msg: None)
@@ -621,7 +621,7 @@ def interpolate_video(
     f = target.factor
     need_any = f.denominator != 1 or (f.numerator & (f.numerator - 1)) != 0 or info.vfr
     if engine_factory is None:
-        from .engine import interpolator_for
+        from ..engine import interpolator_for
 
         def engine_factory(need):
             return interpolator_for(need, **engine_opts)
@@ -643,7 +643,7 @@ def interpolate_video(
 
     part = part_path(out)
     if png:
-        from .video.sink import ImageSink
+        from ..video.sink import ImageSink
 
         sink, journal = ImageSink(part, info.bits), None
     else:
@@ -694,7 +694,7 @@ def interpolate_video(
                 _join(reader, writer)
         writer.check()
         if run.stopped:
-            from .errors import Interrupted
+            from ..errors import Interrupted
 
             if png:  # nothing is kept of a PNG sequence, and --resume refuses one
                 why = f"interrupted; PNG output restarts: run the same command again for {out.name}"
@@ -770,8 +770,8 @@ def finish_video(
 ) -> list[str]:
     """The output file from its video segments and the source's other tracks, written beside it
     and renamed into place. Returns the audio tracks as carried (codec names)."""
-    from .video.mux import Keep, mux
-    from .video.sink import container_of
+    from ..video.mux import Keep, mux
+    from ..video.sink import container_of
 
     tracks = not slowmo and not info.is_images
     if slowmo and info.has_audio:
@@ -801,7 +801,7 @@ def _dedup_stage(info: SourceInfo, opts: Options) -> repeats.Dedup | None:
 
 def _open_segments(inp, out, info, target, engine, opts, enc, warn, shard=None):
     """The segment writer and its journal: continued with --resume, else started afresh."""
-    from .video.sink import VideoSink, container_of
+    from ..video.sink import VideoSink, container_of
 
     fingerprint = {k: str(v) for k, v in asdict(opts).items() if k not in RESUME_NEUTRAL}
     fingerprint.update(
@@ -835,7 +835,7 @@ def _open_segments(inp, out, info, target, engine, opts, enc, warn, shard=None):
 
 
 def _colour(info: SourceInfo):
-    from .video.source import Colour, guess_matrix
+    from ..video.source import Colour, guess_matrix
 
     if info.colour is not None:
         return info.colour

@@ -1,4 +1,4 @@
-"""The CPU the process may use: its cores and how many lanes (rife_cli.lanes) they make."""
+"""The CPU the process may use: its cores and how many lanes (rife_cli.engine.lanes) they make."""
 
 from __future__ import annotations
 

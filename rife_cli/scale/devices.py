@@ -1,6 +1,6 @@
 """Every device of a box at once (`--devices`): one worker process per device.
 
-One input is cut into shards (rife_cli.shards), one per device; each worker makes its shard's
+One input is cut into shards (rife_cli.scale.shards), one per device; each worker makes its shard's
 segments, and this process joins them with the source's other tracks, as a one-device run would.
 Several inputs are handed out whole, the next file to whichever worker is free. Workers report
 progress, warnings and their result over one queue; a worker that dies fails its shard (or file)
@@ -20,9 +20,10 @@ from dataclasses import dataclass, fields
 from fractions import Fraction
 from pathlib import Path
 
-from .cpus import usable_cores
-from .errors import Interrupted, RifeError, UsageError
-from .pipeline import (
+from ..engine.cpus import usable_cores
+from ..errors import Interrupted, RifeError, UsageError
+from ..pipeline.resume import input_identity, work_dir_for
+from ..pipeline.run import (
     RESUME_NEUTRAL,
     Options,
     StopRequest,
@@ -31,7 +32,6 @@ from .pipeline import (
     install_stop_handlers,
     prepare,
 )
-from .resume import input_identity, work_dir_for
 from .shards import Shard, cut, frames_out, load_or_save_plan, segment_files
 
 # How often the coordinator looks at its workers when no message comes.
@@ -51,7 +51,7 @@ def parse_devices(text: str) -> list[str]:
     names = [d.strip() for d in text.split(",") if d.strip()]
     if not names:
         raise UsageError("--devices: give a list such as cuda:0,cuda:1 or cpu,cpu, or all")
-    from .engine import pick_device
+    from ..engine import pick_device
 
     for name in names:
         if name == "auto":
@@ -73,7 +73,7 @@ class WorkerConfig:
 
 def engine_factory(cfg: WorkerConfig, warn: Callable[[str], None]):
     """Engines for this worker's device, made on first use and kept."""
-    from .engine import interpolator_for
+    from ..engine import interpolator_for
 
     engines: dict = {}
 
@@ -133,7 +133,7 @@ def run_shard(
 ) -> Summary:
     """One shard, in whatever process calls it (a local worker or a Ray actor, which passes the
     engine `factory` it keeps between shards)."""
-    from .pipeline import interpolate_video
+    from ..pipeline.run import interpolate_video
 
     key = shard.index
 
@@ -164,7 +164,7 @@ def run_shard(
 
 def file_worker(cfg: WorkerConfig, jobs, events, output_dir: str | None) -> None:
     """Worker process: whole files from `jobs` until it hands out None."""
-    from .pipeline import interpolate_video
+    from ..pipeline.run import interpolate_video
 
     stop = _worker_setup(cfg)
     factory = None

@@ -27,7 +27,7 @@ from concurrent.futures import Future, wait
 
 import torch
 
-from .workers import POLL_SECONDS
+from ..pipeline.queues import POLL_SECONDS
 
 _local = threading.local()
 _STOP = object()

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from .errors import UsageError
-from .resume import Journal, fresh_dir, work_dir_for, write_json
+from ..errors import UsageError
+from ..pipeline.resume import Journal, fresh_dir, work_dir_for, write_json
 
 PLAN = "shards.json"
 # A shard shorter than this is not worth a process: fewer shards are made.
