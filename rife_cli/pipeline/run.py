@@ -14,7 +14,7 @@ import time as clock
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -69,6 +69,7 @@ class Summary:
     hwaccel: str | None = None  # the device that decoded the video (--hwaccel); None: software
     duplicates: int = 0  # repeated frames dropped by --dedup (counted in frames_in)
     flashes: int = 0  # single-frame flashes: not blended into their neighbours, not cuts
+    deinterlaced: str = ""  # how an interlaced source was deinterlaced; "": it was not
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -98,6 +99,7 @@ class Options:
     queue_bytes: int = QUEUE_BYTES
     segment_frames: int = SEGMENT_FRAMES
     segment_seconds: float = SEGMENT_SECONDS
+    deinterlace: str = "auto"  # auto (flag and idet), on, off: see video/filters.py
 
 
 def _rate_text(rate: Fraction) -> str:
@@ -516,6 +518,7 @@ def prepare(
     inp = Path(input)
     opts.input_fps = input_rate(opts.input_fps, inp)  # exact: 23.976 resumes 24000/1001
     info = probe(inp, opts.input_fps)
+    interlace = _interlace(info, opts.deinterlace)
     hwaccel = None
     if opts.hwaccel and not info.is_images:
         from ..video.source import check_hwaccel
@@ -542,6 +545,13 @@ def prepare(
         out = default_output(info, target.label(), png)
         if output_dir is not None:
             out = Path(output_dir) / out.name
+    if interlace is not None:
+        # One frame per field from here on; the output rate stays what was asked of the frame
+        # rate (25i --exp 1: 50p, every frame a field), so the factor is over the field rate.
+        from ..video.source import as_fields
+
+        info = as_fields(info, interlace)
+        target = replace(target, factor=target.rate / info.rate)
     if opts.skip_existing and out.exists() and not _empty_dir(out):
         return Job(inp, info, target, out, png, None, hwaccel, opts, skipped=True)
     enc = None
@@ -561,7 +571,12 @@ def prepare(
             target.write_rate,
             info.bits,
             is_hdr,
+            info.pix_fmt,
+            lambda msg: warn(f"{inp}: {msg}"),
         )
+        if enc.frame_size != (info.width, info.height):
+            w, h = enc.frame_size  # an odd size cropped by a pixel: by the reader, for all
+            info = replace(info, width=w, height=h, stream_size=(info.width, info.height))
         if hdr10 is not None and enc.codec not in hdr.HDR_ENCODERS:
             warn(
                 f"--codec {enc.codec} cannot carry HDR10 mastering-display/light-level metadata; "
@@ -571,6 +586,17 @@ def prepare(
         check_output(out, opts.force, inp, png)
         clean_leftovers(out)
     return Job(inp, info, target, out, png, enc, hwaccel, opts)
+
+
+def _interlace(info: SourceInfo, mode: str):
+    """Whether and how to deinterlace (--deinterlace auto|on|off), from the first frames."""
+    from ..video import filters
+
+    if mode not in filters.MODES:
+        raise UsageError(f"--deinterlace {mode!r}: use auto, on or off")
+    if info.is_images or mode == "off":
+        return None
+    return filters.examine(info.path).decide(mode)
 
 
 def interpolate_video(
@@ -735,12 +761,14 @@ def interpolate_video(
             part.unlink(missing_ok=True)
 
     duration = Fraction(run.frames_out) / target.write_rate
+    fields = 2 if info.interlace else 1
     return Summary(
         input=str(inp),
         output=str(out),
-        frames_in=run.frames_in + (run.dedup.dropped if run.dedup else 0),
+        # an interlaced source's frames, not its fields
+        frames_in=(run.frames_in + (run.dedup.dropped if run.dedup else 0) + fields - 1) // fields,
         frames_out=run.frames_out,
-        fps_in=_rate_text(info.rate),
+        fps_in=_rate_text(info.rate / fields),
         fps_out=_rate_text(target.write_rate),
         duration=float(duration),
         scene_cuts=run.cuts,
@@ -756,6 +784,7 @@ def interpolate_video(
         hwaccel=hwaccel,
         duplicates=run.dedup.dropped if run.dedup else 0,
         flashes=run.scenes.flashes if run.scenes else 0,
+        deinterlaced=info.interlace.describe(info.rate / 2) if info.interlace else "",
     )
 
 
