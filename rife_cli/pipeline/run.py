@@ -62,7 +62,7 @@ class Summary:
     precision: str = ""
     audio: list[str] = field(default_factory=list)
     bad_packets: int = 0  # corrupt packets skipped while decoding
-    resized_frames: int = 0  # decoded frames of another size than the stream's, skipped
+    resized_frames: int = 0  # decoded frames of another size than the stream's, scaled to it
     skipped: bool = False  # --skip-existing found the output already there
     fp32_fallbacks: int = 0  # pairs redone in fp32 because half precision overflowed
     oom_backoffs: int = 0  # batches halved after running out of device memory

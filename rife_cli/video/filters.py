@@ -210,15 +210,15 @@ class Fitter:
     def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
         if not self.needed(frame):
             return frame
-        sar = Fraction(frame.sample_aspect_ratio) if frame.sample_aspect_ratio else self.sar
-        key = (frame.width, frame.height, frame.format.name, sar)
+        # PyAV shows no per-frame aspect: the new pictures' pixels are taken as the stream's
+        key = (frame.width, frame.height, frame.format.name)
         graph = self.graphs.get(key)
         if graph is None:
             if not self.foreign(frame):
                 chain = (f"crop={self.width}:{self.height}:0:0",)
             else:
                 w, h = fitted_size(
-                    frame.width, frame.height, sar, self.width, self.height, self.sar
+                    frame.width, frame.height, self.sar, self.width, self.height, self.sar
                 )
                 x, y = (self.width - w) // 2 // 2 * 2, (self.height - h) // 2 // 2 * 2
                 chain = (

@@ -382,8 +382,11 @@ def read_frames(
                         warn(
                             f"{info.path}: from frame {index} ({float(time - info.start):.2f} s) "
                             f"the picture is {size[0]}x{size[1]}"
-                            + (" again" if back else f", scaled to {info.width}x{info.height} "
-                               "(shape kept, padded)")
+                            + (
+                                " again"
+                                if back
+                                else f", scaled to {info.width}x{info.height} (shape kept, padded)"
+                            )
                             + "; nothing is blended across the change"
                         )
                 if origin is None:
