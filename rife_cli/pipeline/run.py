@@ -310,6 +310,7 @@ class _Run:
         batch: list[tuple[SourceFrame, SourceFrame, list[Slot], bool]] = []
         end = self.shard.end if self.shard is not None else None
         self.pairs = self.batch_pairs()
+        last_skipped = -1
         while (frame := src_q.get()) is not DONE:
             if end is not None and frame.time >= end:
                 # the next shard's first frame: it ends this shard's last pair, then we stop
@@ -330,6 +331,7 @@ class _Run:
                 plan = Plan(self.target.rate, origin)
                 self.video_start = origin
             if isinstance(frame, _Skipped):
+                last_skipped = frame.index
                 continue  # inside a segment finished by an earlier run
             if prev is not None:
                 if (
@@ -357,6 +359,8 @@ class _Run:
         if prev is None:
             if self.shard is not None:
                 return  # nothing of the input lies in this shard (or all of it is done)
+            if self.skip_until and last_skipped + 1 == self.skip_until:
+                return  # every segment was finished (killed in the join): only the join is left
             if self.skip_until:
                 raise InputError(f"{self.info.path}: has fewer frames than the journal recorded")
             raise InputError(f"{self.info.path}: no frames could be decoded")

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import av
 
+from ..errors import OutputError
+from ..pipeline.resume import crash_point
 from .filters import main_video
 from .sink import supported_codecs
 
@@ -144,14 +146,26 @@ class Keep:
 def mux(video_paths: list[Path], keep: Keep, out: Path, fmt: str, warn: Callable[[str], None]):
     """Write `out` (format `fmt`) from the encoded video segments and what `keep` names of the
     source. Trouble with the other tracks never fails the video: it is then written alone."""
-    if keep.source is not None:
-        try:
-            return _mux(video_paths, keep, out, fmt, warn)
-        except (av.FFmpegError, AttributeError, ValueError, TypeError, UnicodeDecodeError) as exc:
-            warn(
-                f"audio/subtitles could not be carried over ({type(exc).__name__}: {exc}); video only"
-            )
-    return _mux(video_paths, Keep(None, keep.video_start, keep.display_matrix), out, fmt, warn)
+    try:
+        if keep.source is not None:
+            try:
+                return _mux(video_paths, keep, out, fmt, warn)
+            except OSError:
+                raise  # the disk, not the tracks: a second try would fail the same way
+            except (
+                av.FFmpegError, AttributeError, ValueError, TypeError, UnicodeDecodeError
+            ) as exc:  # fmt: skip
+                warn(
+                    f"audio/subtitles could not be carried over ({type(exc).__name__}: {exc}); "
+                    "video only"
+                )
+        return _mux(video_paths, Keep(None, keep.video_start, keep.display_matrix), out, fmt, warn)
+    except OSError as exc:
+        # a full disk, a quota, a lost mount: one line; the segments and their journal stay
+        raise OutputError(
+            f"{out}: write failed ({getattr(exc, 'strerror', None) or exc}); the finished "
+            "segments are kept: free space and rerun with --resume"
+        ) from None
 
 
 def _mux(video_paths, keep: Keep, out, fmt, warn) -> MuxReport:
@@ -186,7 +200,9 @@ def _mux(video_paths, keep: Keep, out, fmt, warn) -> MuxReport:
                 warn(f"dropped, as {out.suffix} cannot hold them: {', '.join(report.dropped)}")
             for packet in covers:
                 dst.mux(packet)
-            for _, gid, _, packet in heapq.merge(*feeds, key=lambda x: x[:3]):
+            for n, (_, gid, _, packet) in enumerate(heapq.merge(*feeds, key=lambda x: x[:3])):
+                if n == 8:
+                    crash_point("join")  # the output half written
                 route = Route(vout, 0) if gid == 0 else routes[packet.stream]
                 if route.resampler is None:
                     packet.stream = route.out

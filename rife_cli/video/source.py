@@ -359,6 +359,7 @@ def read_frames(
     stream_size = info.stream_size or (info.width, info.height)
     fitter = filters.Fitter(info.width, info.height, info.picture.sar, stream_size)
     changes = 0
+    file_size = info.path.stat().st_size
     try:
         with _open_video(info.path, hwaccel) as c:
             s = main_video(c)
@@ -370,7 +371,7 @@ def read_frames(
             deint = None
             if info.interlace is not None:
                 deint = filters.Deinterlacer(info.interlace, tb)
-            decoded = _decode_tolerant(c, s, info, warn, stats)
+            decoded = _whole_tail(_decode_tolerant(c, s, info, warn, stats), info, warn, stats)
             for frame, size, change in filters.apply(decoded, fitter, deint):
                 stats["resized_frames"] += size != stream_size
                 ftb = Fraction(frame.time_base) if frame.time_base else tb
@@ -426,7 +427,14 @@ def read_frames(
                 yield out
                 last_time = time
                 index += 1
-            _warn_if_cut_short(info, last_time, warn)
+            if info.path.stat().st_size != file_size:
+                if warn:  # (a copy in progress: then _warn_if_cut_short says nothing more)
+                    warn(
+                        f"{info.path}: the file grew while it was read (still being copied?); "
+                        f"taken as it was read: {index} frames"
+                    )
+            else:
+                _warn_if_cut_short(info, last_time, warn)
     except (av.FFmpegError, UnicodeDecodeError, ValueError, OverflowError) as exc:
         raise InputError(
             f"{info.path}: decoding failed after {index} frames ({_ffmpeg_reason(exc)})"
@@ -525,6 +533,29 @@ def _decode_tolerant(c, s, info, warn, stats):
                 warn(f"{info.path}: corrupt packet skipped ({_ffmpeg_reason(exc)})")
             continue
         yield from frames
+
+
+def _whole_tail(frames, info: SourceInfo, warn, stats: dict) -> Iterator[av.VideoFrame]:
+    """The decoded frames less incomplete ones at the very end: the last packet of a file still
+    being written (or cut off) is half there, and FFmpeg hands it on as it is (MPEG-TS unflagged,
+    its picture marked corrupt; fragmented MP4 flagged). Inside the stream a damaged picture is
+    kept as FFmpeg concealed it (nothing else can stand in for it). FFmpeg marks the picture of a
+    packet the demuxer flags corrupt as corrupt too."""
+    held: list = []
+    for frame in frames:
+        if frame.is_corrupt:
+            held.append(frame)
+            continue
+        yield from held
+        held.clear()
+        yield frame
+    if held:
+        stats["incomplete"] = len(held)
+        if warn:
+            warn(
+                f"{info.path}: the last {len(held)} picture(s) are incomplete (a file still being "
+                "written, or cut off); left out"
+            )
 
 
 def _read_images(info: SourceInfo) -> Iterator[SourceFrame]:
