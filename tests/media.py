@@ -261,17 +261,20 @@ def weave(first: np.ndarray, second: np.ndarray, order: str) -> np.ndarray:
 def make_interlaced(
     path: Path, order: str, n: int = 12, w: int = 96, h: int = 64, rate: int = 25,
     flag: bool = True,
+    codec: str = "libx264",
 ) -> list[np.ndarray]:  # fmt: skip
     """An interlaced H.264 clip of n frames at `rate` whose fields are 2n frames of a moving
     progressive clip at twice the rate, field order `order` (tff/bff); with `flag`, the frames and
-    the stream say so (x264's interlaced mode), else it is encoded as progressive pictures (a
-    flag missing). Returns the progressive frames (RGB), the truth for each field."""
+    the stream say so (x264's interlaced mode), else it is encoded as progressive pictures (x264:
+    the stream states progressive; ffv1: it states nothing). Returns the progressive frames (RGB),
+    the truth for each field."""
     fields = [pan_frame(i, w, h) for i in range(2 * n)]
     with av.open(str(path), "w", format=FORMATS[path.suffix]) as c:
-        v = c.add_stream("libx264", rate=rate)
+        v = c.add_stream(codec, rate=rate)
         v.width, v.height, v.pix_fmt = w, h, "yuv420p"
         cc = v.codec_context
-        cc.options = {"crf": "8", "preset": "ultrafast"}
+        if codec == "libx264":
+            cc.options = {"crf": "8", "preset": "ultrafast"}
         graph = None
         if flag:
             cc.flags |= av.codec.context.Flags.interlaced_dct | av.codec.context.Flags.interlaced_me

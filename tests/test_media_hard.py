@@ -103,29 +103,48 @@ def test_interlaced_exp_2_makes_a_frame_between_fields(tmp_path):
     assert abs(media.duration - Fraction(12, 25)) <= Fraction(1, 1000)
 
 
-def test_a_missing_flag_is_found_by_idet_and_progressive_is_left_alone(tmp_path):
+def test_a_missing_field_order_is_found_by_idet(tmp_path):
     src = tmp_path / "in.mkv"
-    make_interlaced(src, "bff", flag=False)  # woven fields in progressive pictures
+    make_interlaced(src, "bff", flag=False, codec="ffv1")  # woven fields; no field order stated
     verdict = examine(src)
-    assert verdict.flagged == 0 and verdict.bff > verdict.progressive
-    summary, _, _ = interpolate(src, tmp_path / "o.mkv")
-    assert summary.deinterlaced.startswith("bwdif, bottom field first (idet)")
+    assert verdict.flagged == 0 and verdict.stream_order == 0 and verdict.idet_interlaced
+    summary, _, warnings = interpolate(src, tmp_path / "o.mkv")
+    assert summary.deinterlaced.startswith("bwdif, bottom field first (idet; the stream states no")
+    assert warnings == []
+
+
+def test_stated_progressive_is_left_alone_with_a_word_when_idet_disagrees(tmp_path):
+    src = tmp_path / "in.mkv"
+    make_interlaced(src, "bff", flag=False)  # woven fields, coded as progressive pictures
+    summary, _, warnings = interpolate(src, tmp_path / "o.mkv")
+    assert summary.deinterlaced == "" and summary.frames_out == 24
+    assert len(warnings) == 1 and "--deinterlace on deinterlaces it" in warnings[0]
+    summary, _, _ = interpolate(src, tmp_path / "on.mkv", deinterlace="on")
+    assert summary.deinterlaced.startswith("bwdif, bottom field first (--deinterlace on)")
     plain = make_clip(tmp_path / "p.mkv", Clip(".mkv", n=16))
-    summary, _, _ = interpolate(plain, tmp_path / "po.mkv")
-    assert summary.deinterlaced == "" and summary.frames_out == 32
+    summary, _, warnings = interpolate(plain, tmp_path / "po.mkv")
+    assert summary.deinterlaced == "" and summary.frames_out == 32 and warnings == []
     summary, _, _ = interpolate(plain, tmp_path / "pf.mkv", deinterlace="on")
     assert "--deinterlace on" in summary.deinterlaced and summary.frames_out == 32
 
 
 def test_field_verdict_rules():
-    still_flagged = FieldVerdict(frames=20, flagged=20, tff=0, bff=0, progressive=1)
-    assert still_flagged.decide("auto").evidence == "stream flag"
-    assert still_flagged.decide("off") is None
-    wrong_flag = FieldVerdict(frames=20, flagged=20, tff=0, bff=0, progressive=19)
-    assert wrong_flag.decide("auto") is None  # progressive content in an interlaced encode
-    assert wrong_flag.decide("on").order == "auto"  # the frames' own flag
-    assert FieldVerdict(20, 0, 0, 0, 2).decide("on").order == "tff"
+    # flagged, a still picture (idet cannot tell): the flag decides, each frame's order
+    still = FieldVerdict(frames=20, flagged=20, tff=0, bff=0, progressive=1)
+    assert still.decide("auto").order == "auto" and still.decide("off") is None
+    # flagged, idet finds progressive pictures (progressive content in an interlaced encode)
+    assert FieldVerdict(20, 20, 0, 0, 19).decide("auto") is None
+    assert FieldVerdict(20, 20, 0, 0, 19).decide("on").order == "auto"
+    # a parser's stream-level guess (tt) against idet's bff: idet's order
+    assert FieldVerdict(20, 20, 1, 17, 0, stream_order=2).decide("auto").order == "bff"
+    # stated progressive, idet says interlaced: left alone, but suspect (a warning)
+    sharp = FieldVerdict(20, 0, 20, 0, 0, stream_order=1)
+    assert sharp.decide("auto") is None and sharp.suspect
+    assert sharp.decide("on").order == "tff"
+    # nothing stated: idet decides, with a margin
     assert FieldVerdict(20, 0, 3, 15, 1).decide("auto").order == "bff"
+    assert FieldVerdict(20, 0, 8, 0, 5).decide("auto") is None
+    assert FieldVerdict(20, 0, 0, 0, 2).decide("on").order == "tff"
 
 
 def test_a_size_change_mid_stream_keeps_every_frame_and_is_a_cut(tmp_path):

@@ -522,7 +522,7 @@ def prepare(
     inp = Path(input)
     opts.input_fps = input_rate(opts.input_fps, inp)  # exact: 23.976 resumes 24000/1001
     info = probe(inp, opts.input_fps)
-    interlace = _interlace(info, opts.deinterlace)
+    interlace = _interlace(info, opts.deinterlace, warn)
     hwaccel = None
     if opts.hwaccel and not info.is_images:
         from ..video.source import check_hwaccel
@@ -592,7 +592,7 @@ def prepare(
     return Job(inp, info, target, out, png, enc, hwaccel, opts)
 
 
-def _interlace(info: SourceInfo, mode: str):
+def _interlace(info: SourceInfo, mode: str, warn: Callable[[str], None]):
     """Whether and how to deinterlace (--deinterlace auto|on|off), from the first frames."""
     from ..video import filters
 
@@ -600,7 +600,13 @@ def _interlace(info: SourceInfo, mode: str):
         raise UsageError(f"--deinterlace {mode!r}: use auto, on or off")
     if info.is_images or mode == "off":
         return None
-    return filters.examine(info.path).decide(mode)
+    verdict = filters.examine(info.path)
+    if mode == "auto" and verdict.suspect:
+        warn(
+            f"{info.path}: idet finds interlacing in the first frames of a stream stated "
+            "progressive; taken as progressive (--deinterlace on deinterlaces it)"
+        )
+    return verdict.decide(mode)
 
 
 def interpolate_video(

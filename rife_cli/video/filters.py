@@ -35,7 +35,7 @@ class Interlace:
     """How an interlaced source is deinterlaced: its field order and what told us."""
 
     order: str  # "tff", "bff", or "auto" (each frame's own flag)
-    evidence: str  # "stream flag", "idet", "--deinterlace on"
+    evidence: str  # what said so
 
     def describe(self, frame_rate: Fraction) -> str:
         order = {"tff": "top field first", "bff": "bottom field first"}.get(
@@ -46,37 +46,74 @@ class Interlace:
         return f"{DEINTERLACER}, {order} ({self.evidence}), {rate}"
 
 
+# FFmpeg's AVFieldOrder: 0 unknown, 1 progressive, 2-5 interlaced (tt, bb, tb, bt).
+FIELD_ORDER = {2: "tff", 3: "bff", 4: "tff", 5: "bff"}
+# idet's verdicts for interlacing must outnumber its progressive ones this many times before they
+# are acted on without a flag: idet calls sharp synthetic progressive pictures (FFmpeg's testsrc2)
+# interlaced, every one of them (docs/notes-media.md).
+IDET_MARGIN = 3
+
+
 @dataclass(frozen=True)
 class FieldVerdict:
-    """What the first frames of a stream say: flagged interlaced, and idet's multi-frame counts."""
+    """What the first frames of a stream say: flagged interlaced (by the frames, by the stream's
+    field order), and idet's multi-frame counts."""
 
     frames: int
     flagged: int  # frames the decoder marks interlaced
     tff: int
     bff: int
     progressive: int
+    stream_order: int = 0  # the stream's field order (FIELD_ORDER; 0: not stated)
 
     @property
     def decisive(self) -> bool:
         return self.tff + self.bff + self.progressive >= IDET_MIN
 
+    @property
+    def idet_interlaced(self) -> bool:
+        return self.decisive and self.tff + self.bff >= IDET_MARGIN * max(1, self.progressive)
+
+    @property
+    def idet_progressive(self) -> bool:
+        return self.decisive and self.progressive >= IDET_MARGIN * max(1, self.tff + self.bff)
+
+    @property
+    def marked(self) -> bool:
+        """The frames or the stream say interlaced."""
+        return self.flagged * 2 > self.frames or self.stream_order in FIELD_ORDER
+
+    @property
+    def suspect(self) -> bool:
+        """Stated progressive, but idet finds combing: interlaced pictures coded as progressive,
+        or sharp progressive ones idet mistakes (both happen: not acted on without a word)."""
+        return not self.marked and self.stream_order == 1 and self.idet_interlaced
+
+    def _order(self) -> str:
+        if self.decisive and self.tff + self.bff > self.progressive:
+            return "tff" if self.tff >= self.bff else "bff"
+        if self.flagged * 2 > self.frames:
+            return "auto"  # each frame's own flag
+        return FIELD_ORDER.get(self.stream_order, "tff")  # else top first, as HD broadcast
+
     def decide(self, mode: str) -> Interlace | None:
-        """Deinterlace or not, and in which field order. idet's verdict wins where it has one
-        (streams are flagged wrong both ways: progressive content in an interlaced encode, a
-        field order the parser guessed); on a still picture the frames' flag decides."""
+        """Deinterlace or not, and in which field order (idet's where it has a verdict: a
+        parser's guess at the stream level is often wrong; else the frames' flags).
+
+        auto: what the frames or the stream say, unless idet finds the pictures progressive
+        (progressive content in an interlaced encode); where nothing is stated (AVI, MJPEG,
+        FFV1...), idet decides. A stream stated progressive is left alone (see `suspect`)."""
         if mode == "off" or self.frames == 0:
             return None
-        order = "tff" if self.tff >= self.bff else "bff"
-        if self.decisive and self.tff + self.bff > self.progressive:
-            return Interlace(order, "idet" if mode == "auto" else "--deinterlace on")
         if mode == "on":
-            # idet could not tell the order: the frames' flag if they carry one, else top first
-            # (HD broadcast; DV is bottom first and flags it)
-            if self.decisive and self.tff + self.bff:
-                return Interlace(order, "--deinterlace on")
-            return Interlace("auto" if self.flagged else "tff", "--deinterlace on")
-        if not self.decisive and self.flagged * 2 > self.frames:
-            return Interlace("auto", "stream flag")
+            return Interlace(self._order(), "--deinterlace on")
+        if self.marked:
+            if self.idet_progressive:
+                return None
+            by = "idet" if self._order() in ("tff", "bff") and self.decisive else "stream flag"
+            return Interlace(self._order(), f"flagged interlaced; field order from {by}")
+        if self.stream_order == 0 and self.idet_interlaced:
+            return Interlace(self._order(), "idet; the stream states no field order")
         return None
 
 
@@ -114,7 +151,10 @@ def examine(path: Path, frames: int = IDET_FRAMES) -> FieldVerdict:
     def count(key: str) -> int:
         return int(float(meta.get(f"lavfi.idet.multiple.{key}", 0)))
 
-    return FieldVerdict(n, flagged, count("tff"), count("bff"), count("progressive"))
+    order = s.codec_context.field_order if s.codec_context is not None else 0
+    return FieldVerdict(
+        n, flagged, count("tff"), count("bff"), count("progressive"), int(order or 0)
+    )
 
 
 def _graph(frame: av.VideoFrame, time_base, *chain: str) -> av.filter.Graph:
