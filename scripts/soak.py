@@ -1,7 +1,7 @@
 """Soak: the command line over a long clip, a batch of many files, --dedup and --devices cpu,cpu,
 with the resident memory of the process and its workers sampled as it runs.
 
-    python scripts/soak.py --frames 3000 --files 200 --size 64x48
+    python scripts/soak.py --frames 1000 --files 100 --size 64x48
 
 Each run is `rife interpolate` in a child process; its RSS (the process and every descendant,
 from /proc) is sampled every --every seconds. Memory that is flat shows as a small growth between
@@ -112,8 +112,8 @@ def make_clip(path: Path, n: int, w: int, h: int, hold: int = 1) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--frames", type=int, default=2000, help="frames of the long clip")
-    ap.add_argument("--files", type=int, default=200, help="files in the batch")
+    ap.add_argument("--frames", type=int, default=1000, help="frames of the long clip")
+    ap.add_argument("--files", type=int, default=100, help="files in the batch")
     ap.add_argument("--file-frames", type=int, default=6)
     ap.add_argument("--size", default="64x48")
     ap.add_argument("--model", default="v4.0")
@@ -124,11 +124,24 @@ def main(argv: list[str] | None = None) -> int:
     model = ["--model", args.model, "--precision", "fp32", "-q", "--force"]
     only = set(args.only.split(","))
     results = []
+    print(f"`python scripts/soak.py {shlex.join(argv if argv is not None else sys.argv[1:])}`")
+    print(f"({args.size}, model {args.model} fp32 on the CPU; RSS of the process and its workers)")
+    print()
+    print(
+        "| run | input | wall s | RSS half-way (MiB) | peak (MiB) | "
+        "at the end (MiB) | growth (MiB) | exit |"
+    )
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |", flush=True)
+
+    def done(r: Result) -> None:
+        results.append(r)
+        print(r.row(), flush=True)  # as each ends: a soak cut short keeps what it measured
+
     with tempfile.TemporaryDirectory(prefix="rife-soak-") as tmp:
         tmp = Path(tmp)
         long_clip = make_clip(tmp / "long.mkv", args.frames, w, h)
         if "long" in only:
-            results.append(
+            done(
                 run("long run, --exp 1", f"{args.frames} frames",
                     [str(long_clip), "-o", str(tmp / "long_out.mkv"), *model], args.every)
             )  # fmt: skip
@@ -138,32 +151,22 @@ def main(argv: list[str] | None = None) -> int:
             one = make_clip(tmp / "one.mkv", args.file_frames, w, h)
             for i in range(args.files):
                 os.link(one, folder / f"clip{i:04d}.mkv")
-            results.append(
+            done(
                 run("batch of a folder", f"{args.files} files x {args.file_frames} frames",
                     [str(folder), "-o", str(tmp / "batch_out"), *model], args.every)
             )  # fmt: skip
         if "dedup" in only:
             twos = make_clip(tmp / "twos.mkv", args.frames, w, h, hold=2)
-            results.append(
+            done(
                 run("--dedup (animation on twos)", f"{args.frames} frames",
                     [str(twos), "-o", str(tmp / "dedup_out.mkv"), "--dedup", *model], args.every)
             )  # fmt: skip
         if "devices" in only:
-            results.append(
+            done(
                 run("--devices cpu,cpu", f"{args.frames} frames",
                     [str(long_clip), "-o", str(tmp / "dev_out.mkv"), "--devices", "cpu,cpu",
                      *model], args.every)
             )  # fmt: skip
-    print(f"`python scripts/soak.py {shlex.join(argv if argv is not None else sys.argv[1:])}`")
-    print(f"({args.size}, model {args.model} fp32 on the CPU; RSS of the process and its workers)")
-    print()
-    print(
-        "| run | input | wall s | RSS half-way (MiB) | peak (MiB) | "
-        "at the end (MiB) | growth (MiB) | exit |"
-    )
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for r in results:
-        print(r.row())
     return max((r.code != 0 for r in results), default=0)
 
 
