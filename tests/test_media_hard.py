@@ -103,14 +103,16 @@ def test_interlaced_exp_2_makes_a_frame_between_fields(tmp_path):
     assert abs(media.duration - Fraction(12, 25)) <= Fraction(1, 1000)
 
 
-def test_a_missing_field_order_is_found_by_idet(tmp_path):
+def test_a_missing_field_order_is_said_not_guessed(tmp_path):
     src = tmp_path / "in.mkv"
     make_interlaced(src, "bff", flag=False, codec="ffv1")  # woven fields; no field order stated
     verdict = examine(src)
     assert verdict.flagged == 0 and verdict.stream_order == 0 and verdict.idet_interlaced
     summary, _, warnings = interpolate(src, tmp_path / "o.mkv")
-    assert summary.deinterlaced.startswith("bwdif, bottom field first (idet; the stream states no")
-    assert warnings == []
+    assert summary.deinterlaced == ""
+    assert len(warnings) == 1 and "--deinterlace on deinterlaces it" in warnings[0]
+    summary, _, _ = interpolate(src, tmp_path / "on.mkv", deinterlace="on")
+    assert summary.deinterlaced.startswith("bwdif, bottom field first (--deinterlace on)")
 
 
 def test_stated_progressive_is_left_alone_with_a_word_when_idet_disagrees(tmp_path):
@@ -141,9 +143,11 @@ def test_field_verdict_rules():
     sharp = FieldVerdict(20, 0, 20, 0, 0, stream_order=1)
     assert sharp.decide("auto") is None and sharp.suspect
     assert sharp.decide("on").order == "tff"
-    # nothing stated: idet decides, with a margin
-    assert FieldVerdict(20, 0, 3, 15, 1).decide("auto").order == "bff"
-    assert FieldVerdict(20, 0, 8, 0, 5).decide("auto") is None
+    # nothing stated: idet alone is said, not acted on
+    assert FieldVerdict(20, 0, 3, 15, 1).decide("auto") is None
+    assert FieldVerdict(20, 0, 3, 15, 1).suspect
+    assert FieldVerdict(20, 0, 3, 15, 1).decide("on").order == "bff"
+    assert not FieldVerdict(20, 0, 8, 0, 5).suspect
     assert FieldVerdict(20, 0, 0, 0, 2).decide("on").order == "tff"
 
 

@@ -603,8 +603,8 @@ def _interlace(info: SourceInfo, mode: str, warn: Callable[[str], None]):
     verdict = filters.examine(info.path)
     if mode == "auto" and verdict.suspect:
         warn(
-            f"{info.path}: idet finds interlacing in the first frames of a stream stated "
-            "progressive; taken as progressive (--deinterlace on deinterlaces it)"
+            f"{info.path}: idet finds interlacing in the first frames of a stream not stated "
+            "interlaced; taken as progressive (--deinterlace on deinterlaces it)"
         )
     return verdict.decide(mode)
 

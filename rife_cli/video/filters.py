@@ -85,9 +85,10 @@ class FieldVerdict:
 
     @property
     def suspect(self) -> bool:
-        """Stated progressive, but idet finds combing: interlaced pictures coded as progressive,
-        or sharp progressive ones idet mistakes (both happen: not acted on without a word)."""
-        return not self.marked and self.stream_order == 1 and self.idet_interlaced
+        """Not stated interlaced, but idet finds combing: interlaced pictures coded as progressive
+        or in a stream that states nothing, or pictures idet mistakes (sharp synthetic ones,
+        unrelated ones in a row): not acted on, but said."""
+        return not self.marked and self.idet_interlaced
 
     def _order(self) -> str:
         if self.decisive and self.tff + self.bff > self.progressive:
@@ -101,8 +102,9 @@ class FieldVerdict:
         parser's guess at the stream level is often wrong; else the frames' flags).
 
         auto: what the frames or the stream say, unless idet finds the pictures progressive
-        (progressive content in an interlaced encode); where nothing is stated (AVI, MJPEG,
-        FFV1...), idet decides. A stream stated progressive is left alone (see `suspect`)."""
+        (progressive content in an interlaced encode). idet alone never turns a stream into
+        fields (see `suspect`): it calls FFmpeg's testsrc2 and a slideshow of unrelated pictures
+        interlaced, and deinterlacing a progressive source halves its detail."""
         if mode == "off" or self.frames == 0:
             return None
         if mode == "on":
@@ -112,8 +114,6 @@ class FieldVerdict:
                 return None
             by = "idet" if self._order() in ("tff", "bff") and self.decisive else "stream flag"
             return Interlace(self._order(), f"flagged interlaced; field order from {by}")
-        if self.stream_order == 0 and self.idet_interlaced:
-            return Interlace(self._order(), "idet; the stream states no field order")
         return None
 
 

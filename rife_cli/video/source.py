@@ -376,20 +376,6 @@ def read_frames(
                 stats["resized_frames"] += size != stream_size
                 ftb = Fraction(frame.time_base) if frame.time_base else tb
                 time, on_grid = _place(frame, ftb, info.grid, origin, last_time, info)
-                if change:
-                    changes += 1
-                    if warn and changes <= 3:
-                        back = size == stream_size
-                        warn(
-                            f"{info.path}: from frame {index} ({float(time - info.start):.2f} s) "
-                            f"the picture is {size[0]}x{size[1]}"
-                            + (
-                                " again"
-                                if back
-                                else f", scaled to {info.width}x{info.height} (shape kept, padded)"
-                            )
-                            + "; nothing is blended across the change"
-                        )
                 if origin is None:
                     origin = time
                 if not on_grid and info.grid is not None and not strayed:
@@ -405,6 +391,20 @@ def read_frames(
                             f"{info.path}: frame {index} has a timestamp out of order; placed after the last"
                         )
                     time = last_time + 1 / info.rate
+                if change:
+                    changes += 1
+                    if warn and changes <= 3:
+                        back = size == stream_size
+                        warn(
+                            f"{info.path}: from frame {index} ({float(time - info.start):.2f} s) "
+                            f"the picture is {size[0]}x{size[1]}"
+                            + (
+                                " again"
+                                if back
+                                else f", scaled to {info.width}x{info.height} (shape kept, padded)"
+                            )
+                            + "; nothing is blended across the change"
+                        )
                 if on_grid:
                     dur = 1 / info.grid.rate
                 else:
