@@ -51,7 +51,17 @@ def expand_inputs(args: list[Path]) -> list[Path]:
     return jobs
 
 
+def printable(text: str) -> str:
+    """`text` with control characters (newlines, tabs, escapes, C1 codes) written as Python
+    escapes: a file name can hold any of them, and one must not break or restyle a table."""
+    return "".join(
+        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
+
+
 def summary_table(rows: list[tuple[str, str, str]]) -> str:
-    """Rows of (input, status, detail) as aligned text."""
+    """Rows of (input, status, detail) as aligned text, one line each whatever the names hold."""
+    rows = [tuple(printable(str(x)) for x in r) for r in rows]
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{name:<{width}}  {status:<7}  {detail}" for name, status, detail in rows)

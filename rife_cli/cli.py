@@ -395,6 +395,14 @@ def _install_stop_handlers():
     help="Decode the video on the GPU (cuda: NVDEC); codecs it lacks decode on the CPU.",
 )
 @click.option(
+    "--deinterlace",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    help="Interlaced sources to one frame per field before interpolating (bwdif): auto when the "
+    "stream's flag or FFmpeg's idet says so. 25i --exp 1 gives 50p, every frame a field.",
+)
+@click.option(
     "--devices",
     default=None,
     metavar="LIST",
@@ -436,6 +444,7 @@ def interpolate(
     pix_fmt,
     batch_size,
     hwaccel,
+    deinterlace,
     devices,
     ray_address,
     quiet,
@@ -512,6 +521,7 @@ def interpolate(
         "preset": preset,
         "pix_fmt": pix_fmt,
         "hwaccel": None if hwaccel == "none" else hwaccel,
+        "deinterlace": deinterlace,
     }
     if devices is not None or ray_address is not None:
         done = _scale_out(
@@ -565,7 +575,7 @@ def interpolate(
         if summary.bad_packets:
             notice(f"{inp}: {summary.bad_packets} corrupt packets skipped")
         if summary.resized_frames:
-            notice(f"{inp}: {summary.resized_frames} frames of another size skipped")
+            notice(f"{inp}: {summary.resized_frames} frames of another size scaled to fit")
         if summary.oom_backoffs:
             notice(
                 f"{inp}: out of GPU memory {summary.oom_backoffs} time(s); the batch was halved "
@@ -581,6 +591,7 @@ def interpolate(
                 f"{summary.scene_cuts} scene cuts, "
                 + (f"{summary.duplicates} duplicates dropped, " if dedup else "")
                 + (f"{summary.flashes} flashes, " if summary.flashes else "")
+                + (f"deinterlaced ({summary.deinterlaced}), " if summary.deinterlaced else "")
                 + f"{summary.seconds:.1f} s on {summary.device} "
                 f"({summary.model}, {summary.precision})"
             )

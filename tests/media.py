@@ -233,3 +233,145 @@ def read_media(path: Path) -> Media:
             chapters=[ch["metadata"].get("title") for ch in c.chapters()],
             title=c.metadata.get("title"),
         )
+
+
+def pan_frame(i: int, w: int, h: int) -> np.ndarray:
+    """RGB frame i of a textured scene panning right (3 px a frame) with a square moving faster:
+    detail at every scale, as the fields of interlaced video need to be told apart."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    x = xx + 3 * i
+    img = np.empty((h, w, 3), np.uint8)
+    img[..., 0] = 110 + 60 * np.sin(x / 5.0) * np.cos(yy / 9.0)
+    img[..., 1] = 120 + 50 * np.sin(x / 13.0 + yy / 7.0)
+    img[..., 2] = 100 + 40 * np.cos(x / 3.0)
+    x0 = (4 + 5 * i) % max(1, w - w // 4)
+    img[h // 4 : 3 * h // 4, x0 : x0 + w // 4] = (235, 210, 60)
+    return img
+
+
+def weave(first: np.ndarray, second: np.ndarray, order: str) -> np.ndarray:
+    """One interlaced frame: the earlier field's rows from `first`, the later's from `second`
+    (top field first: the even rows are earlier)."""
+    out = first.copy()
+    later = slice(1, None, 2) if order == "tff" else slice(0, None, 2)
+    out[later] = second[later]
+    return out
+
+
+def make_interlaced(
+    path: Path, order: str, n: int = 12, w: int = 96, h: int = 64, rate: int = 25,
+    flag: bool = True,
+    codec: str = "libx264",
+) -> list[np.ndarray]:  # fmt: skip
+    """An interlaced H.264 clip of n frames at `rate` whose fields are 2n frames of a moving
+    progressive clip at twice the rate, field order `order` (tff/bff); with `flag`, the frames and
+    the stream say so (x264's interlaced mode), else it is encoded as progressive pictures (x264:
+    the stream states progressive; ffv1: it states nothing). Returns the progressive frames (RGB),
+    the truth for each field."""
+    fields = [pan_frame(i, w, h) for i in range(2 * n)]
+    with av.open(str(path), "w", format=FORMATS[path.suffix]) as c:
+        v = c.add_stream(codec, rate=rate)
+        v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+        cc = v.codec_context
+        if codec == "libx264":
+            cc.options = {"crf": "8", "preset": "ultrafast"}
+        graph = None
+        if flag:
+            cc.flags |= av.codec.context.Flags.interlaced_dct | av.codec.context.Flags.interlaced_me
+            cc.field_order = 2 if order == "tff" else 3  # FFmpeg's AV_FIELD_TT / AV_FIELD_BB
+            # x264 takes the field order from each frame's flag, which setfield sets
+            graph = av.filter.Graph()
+            src = graph.add_buffer(width=w, height=h, format="yuv420p", time_base=Fraction(1, rate))
+            setfield = graph.add("setfield", order)
+            sink = graph.add("buffersink")
+            src.link_to(setfield)
+            setfield.link_to(sink)
+            graph.configure()
+        for k in range(n):
+            img = weave(fields[2 * k], fields[2 * k + 1], order)
+            f = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
+            f.pts, f.time_base = k, Fraction(1, rate)
+            if graph is not None:
+                graph.push(f)
+                f = graph.pull()
+            c.mux(v.encode(f))
+        c.mux(v.encode(None))
+    return fields
+
+
+def make_size_change(path: Path, parts: list[tuple[int, int, int]], rate: int = 25) -> Path:
+    """An H.264 stream (MPEG-TS) whose picture size changes: (width, height, frames) per part,
+    each encoded on its own and muxed into the one stream, as joined recordings are."""
+    with av.open(str(path), "w", format=FORMATS[path.suffix]) as c:
+        w0, h0, _ = parts[0]
+        v = c.add_stream("libx264", rate=rate)
+        v.width, v.height, v.pix_fmt = w0, h0, "yuv420p"
+        i = 0
+        for w, h, n in parts:
+            enc = av.CodecContext.create("libx264", "w")
+            enc.width, enc.height, enc.pix_fmt = w, h, "yuv420p"
+            enc.time_base, enc.framerate = Fraction(1, rate), Fraction(rate)
+            enc.options = {"crf": "10", "preset": "ultrafast"}
+            packets = []
+            for _ in range(n):
+                f = av.VideoFrame.from_ndarray(moving_frame(i, w, h), format="rgb24")
+                f.pts, f.time_base = i, Fraction(1, rate)
+                packets += enc.encode(f)
+                i += 1
+            packets += enc.encode(None)
+            for p in packets:
+                p.stream = v
+                p.time_base = Fraction(1, rate)
+                c.mux(p)
+    return path
+
+
+def add_cover(src: Path, out: Path, picture: bytes, codec: str = "mjpeg") -> Path:
+    """`src` with an attached picture (cover art) after its streams, by stream copy, as yt-dlp
+    embeds one (in Matroska: an image attachment, which FFmpeg reads back as the same)."""
+    with av.open(str(src)) as s, av.open(str(out), "w", format=FORMATS[out.suffix]) as c:
+        routes = {st: c.add_stream_from_template(st, opaque=True) for st in s.streams}
+        if out.suffix == ".mkv":
+            mime = "image/jpeg" if codec == "mjpeg" else "image/png"
+            c.add_attachment(f"cover.{'jpg' if codec == 'mjpeg' else 'png'}", mime, picture)
+        else:
+            cover = c.add_stream(codec)
+            cover.width, cover.height = 16, 16
+            cover.pix_fmt = "yuvj420p" if codec == "mjpeg" else "rgb24"
+            cover.disposition = av.stream.Disposition.attached_pic
+            p = av.Packet(picture)
+            p.stream = cover
+            c.mux(p)
+        for p in s.demux():
+            if p.size:
+                p.stream = routes[p.stream]
+                c.mux(p)
+    return out
+
+
+def cover_picture(codec: str = "mjpeg") -> bytes:
+    """A 16x16 picture encoded as a cover is (JPEG or PNG)."""
+    enc = av.CodecContext.create(codec, "w")
+    enc.width, enc.height = 16, 16
+    enc.pix_fmt = "yuvj420p" if codec == "mjpeg" else "rgb24"
+    enc.time_base = Fraction(1, 25)
+    img = np.zeros((16, 16, 3), np.uint8)
+    img[:, :8] = (200, 30, 30)
+    f = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format=enc.pix_fmt)
+    return b"".join(bytes(p) for p in [*enc.encode(f), *enc.encode(None)])
+
+
+def make_progressive(path: Path, frames: list[np.ndarray], rate: int = 50) -> Path:
+    """RGB frames as a progressive H.264 clip encoded as make_interlaced encodes: the reference
+    an interlaced clip's fields are held against (the same coding noise, no fields)."""
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w", format=FORMATS[path.suffix]) as c:
+        v = c.add_stream("libx264", rate=rate)
+        v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+        v.codec_context.options = {"crf": "8", "preset": "ultrafast"}
+        for i, img in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts = i
+            c.mux(v.encode(f))
+        c.mux(v.encode(None))
+    return path

@@ -11,12 +11,13 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import OutputError, UsageError
 
 JOURNAL = "journal.json"
 VERSION = 1
@@ -28,6 +29,21 @@ VERSION = 1
 SEGMENT_FRAMES = int(os.environ.get("RIFE_SEGMENT_FRAMES", "250"))
 SEGMENT_SECONDS = float(os.environ.get("RIFE_SEGMENT_SECONDS", "3"))
 SEGMENT_MIN_FRAMES = min(24, SEGMENT_FRAMES)
+
+
+_passes: dict[str, int] = {}
+
+
+def crash_point(name: str) -> None:
+    """Test hook: RIFE_TEST_KILL_AT=`name` (or `name:N`, the N-th time here) makes the process
+    SIGKILL itself at this point, so the tests can kill a run at each stage (the journal, the
+    final join) and resume it."""
+    want = os.environ.get("RIFE_TEST_KILL_AT")
+    if not want or want.partition(":")[0] != name:
+        return
+    _passes[name] = _passes.get(name, 0) + 1
+    if _passes[name] >= int(want.partition(":")[2] or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def work_dir_for(out: Path) -> Path:
@@ -47,8 +63,11 @@ def input_identity(path: Path) -> dict:
 def write_json(path: Path, data) -> None:
     """`data` as JSON at `path`, whole or not at all (written beside it, synced, renamed)."""
     tmp = path.with_name(path.name + ".tmp")
+    text = json.dumps(data, indent=1)
     with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
+        f.write(text[: len(text) // 2])
+        crash_point("journal")  # half written: the journal in place must still be the last one
+        f.write(text[len(text) // 2 :])
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -93,7 +112,14 @@ class Journal:
             "options": self.options,
             "segments": [asdict(s) for s in self.segments],
         }
-        write_json(self.folder / JOURNAL, data)
+        try:
+            write_json(self.folder / JOURNAL, data)
+        except OSError as exc:
+            # the journal in place is the last whole one: finished segments stay resumable
+            raise OutputError(
+                f"{self.folder / JOURNAL}: cannot write the resume journal "
+                f"({exc.strerror or exc}); free space and rerun with --resume"
+            ) from None
 
     @classmethod
     def load(cls, folder: Path) -> Journal | None:

@@ -14,7 +14,7 @@ import time as clock
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -62,13 +62,14 @@ class Summary:
     precision: str = ""
     audio: list[str] = field(default_factory=list)
     bad_packets: int = 0  # corrupt packets skipped while decoding
-    resized_frames: int = 0  # decoded frames of another size than the stream's, skipped
+    resized_frames: int = 0  # decoded frames of another size than the stream's, scaled to it
     skipped: bool = False  # --skip-existing found the output already there
     fp32_fallbacks: int = 0  # pairs redone in fp32 because half precision overflowed
     oom_backoffs: int = 0  # batches halved after running out of device memory
     hwaccel: str | None = None  # the device that decoded the video (--hwaccel); None: software
     duplicates: int = 0  # repeated frames dropped by --dedup (counted in frames_in)
     flashes: int = 0  # single-frame flashes: not blended into their neighbours, not cuts
+    deinterlaced: str = ""  # how an interlaced source was deinterlaced; "": it was not
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -98,6 +99,7 @@ class Options:
     queue_bytes: int = QUEUE_BYTES
     segment_frames: int = SEGMENT_FRAMES
     segment_seconds: float = SEGMENT_SECONDS
+    deinterlace: str = "auto"  # auto (flag and idet), on, off: see video/filters.py
 
 
 def _rate_text(rate: Fraction) -> str:
@@ -308,6 +310,7 @@ class _Run:
         batch: list[tuple[SourceFrame, SourceFrame, list[Slot], bool]] = []
         end = self.shard.end if self.shard is not None else None
         self.pairs = self.batch_pairs()
+        last_skipped = -1
         while (frame := src_q.get()) is not DONE:
             if end is not None and frame.time >= end:
                 # the next shard's first frame: it ends this shard's last pair, then we stop
@@ -328,6 +331,7 @@ class _Run:
                 plan = Plan(self.target.rate, origin)
                 self.video_start = origin
             if isinstance(frame, _Skipped):
+                last_skipped = frame.index
                 continue  # inside a segment finished by an earlier run
             if prev is not None:
                 if (
@@ -355,6 +359,8 @@ class _Run:
         if prev is None:
             if self.shard is not None:
                 return  # nothing of the input lies in this shard (or all of it is done)
+            if self.skip_until and last_skipped + 1 == self.skip_until:
+                return  # every segment was finished (killed in the join): only the join is left
             if self.skip_until:
                 raise InputError(f"{self.info.path}: has fewer frames than the journal recorded")
             raise InputError(f"{self.info.path}: no frames could be decoded")
@@ -516,6 +522,7 @@ def prepare(
     inp = Path(input)
     opts.input_fps = input_rate(opts.input_fps, inp)  # exact: 23.976 resumes 24000/1001
     info = probe(inp, opts.input_fps)
+    interlace = _interlace(info, opts.deinterlace, warn)
     hwaccel = None
     if opts.hwaccel and not info.is_images:
         from ..video.source import check_hwaccel
@@ -542,6 +549,13 @@ def prepare(
         out = default_output(info, target.label(), png)
         if output_dir is not None:
             out = Path(output_dir) / out.name
+    if interlace is not None:
+        # One frame per field from here on; the output rate stays what was asked of the frame
+        # rate (25i --exp 1: 50p, every frame a field), so the factor is over the field rate.
+        from ..video.source import as_fields
+
+        info = as_fields(info, interlace)
+        target = replace(target, factor=target.rate / info.rate)
     if opts.skip_existing and out.exists() and not _empty_dir(out):
         return Job(inp, info, target, out, png, None, hwaccel, opts, skipped=True)
     enc = None
@@ -561,7 +575,12 @@ def prepare(
             target.write_rate,
             info.bits,
             is_hdr,
+            info.pix_fmt,
+            lambda msg: warn(f"{inp}: {msg}"),
         )
+        if enc.frame_size != (info.width, info.height):
+            w, h = enc.frame_size  # an odd size cropped by a pixel: by the reader, for all
+            info = replace(info, width=w, height=h, stream_size=(info.width, info.height))
         if hdr10 is not None and enc.codec not in hdr.HDR_ENCODERS:
             warn(
                 f"--codec {enc.codec} cannot carry HDR10 mastering-display/light-level metadata; "
@@ -571,6 +590,23 @@ def prepare(
         check_output(out, opts.force, inp, png)
         clean_leftovers(out)
     return Job(inp, info, target, out, png, enc, hwaccel, opts)
+
+
+def _interlace(info: SourceInfo, mode: str, warn: Callable[[str], None]):
+    """Whether and how to deinterlace (--deinterlace auto|on|off), from the first frames."""
+    from ..video import filters
+
+    if mode not in filters.MODES:
+        raise UsageError(f"--deinterlace {mode!r}: use auto, on or off")
+    if info.is_images or mode == "off":
+        return None
+    verdict = filters.examine(info.path)
+    if mode == "auto" and verdict.suspect:
+        warn(
+            f"{info.path}: idet finds interlacing in the first frames of a stream not stated "
+            "interlaced; taken as progressive (--deinterlace on deinterlaces it)"
+        )
+    return verdict.decide(mode)
 
 
 def interpolate_video(
@@ -735,12 +771,14 @@ def interpolate_video(
             part.unlink(missing_ok=True)
 
     duration = Fraction(run.frames_out) / target.write_rate
+    fields = 2 if info.interlace else 1
     return Summary(
         input=str(inp),
         output=str(out),
-        frames_in=run.frames_in + (run.dedup.dropped if run.dedup else 0),
+        # an interlaced source's frames, not its fields
+        frames_in=(run.frames_in + (run.dedup.dropped if run.dedup else 0) + fields - 1) // fields,
         frames_out=run.frames_out,
-        fps_in=_rate_text(info.rate),
+        fps_in=_rate_text(info.rate / fields),
         fps_out=_rate_text(target.write_rate),
         duration=float(duration),
         scene_cuts=run.cuts,
@@ -756,6 +794,7 @@ def interpolate_video(
         hwaccel=hwaccel,
         duplicates=run.dedup.dropped if run.dedup else 0,
         flashes=run.scenes.flashes if run.scenes else 0,
+        deinterlaced=info.interlace.describe(info.rate / 2) if info.interlace else "",
     )
 
 

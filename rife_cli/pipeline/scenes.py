@@ -23,7 +23,8 @@ THUMB = 32
 # What the scene stage says about the edge between a frame and the one before it.
 CUT = "cut"  # another shot: nothing blended across, counted
 FLASH = "flash"  # into or out of a one-frame flash: nothing blended across, not a cut
-HARD = (CUT, FLASH)
+SIZE = "size"  # the picture changed size (set by the reader): nothing blended across, not counted
+HARD = (CUT, FLASH, SIZE)
 # A frame within this SSIM of the mean of its neighbours is inside a linear blend (dissolve, fade).
 BLEND_SIMILARITY = 0.8
 # One frame is another's gain and offset (a fade, to or from black or white) when the fit leaves
@@ -150,6 +151,8 @@ class SceneStage:
     def _decide(self, past: list, nxt, cand: dict[int, bool]):
         """The edge before past[-1], with up to two frames before it and one after."""
         frame = past[-1]
+        if frame.edge == SIZE:
+            return frame  # the reader's: the pictures on either side are not comparable
         frame.edge = ""
         if len(past) < 2:
             return frame

@@ -43,7 +43,10 @@ def write_image(path: Path, img: np.ndarray) -> None:
         raise OutputError(f"{path}: OpenCV cannot encode a {img.dtype} image as {ext}")
     tmp = path.with_name(f".{path.name}.part")
     try:
-        buf.tofile(tmp)
+        # not ndarray.tofile: it leaves a failed write (a full disk) unsaid, and a short file
+        # would be renamed into place as a frame
+        with open(tmp, "wb") as f:
+            f.write(buf.tobytes())
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

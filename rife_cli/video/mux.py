@@ -17,12 +17,20 @@ from pathlib import Path
 
 import av
 
+from ..errors import OutputError
+from ..pipeline.resume import crash_point
+from .filters import main_video
 from .sink import supported_codecs
 
 # Re-encoding target per container when the source's audio codec cannot be copied into it.
 AUDIO_FALLBACK = {"mp4": "aac", "mov": "aac", "webm": "libopus", "matroska": "aac"}
 # Containers that hold attachments (fonts that ASS subtitles need).
 HOLDS_ATTACHMENTS = {"matroska"}
+# Where a cover picture goes: an attached-picture stream (MP4's covr atom), or a Matroska
+# attachment (which FFmpeg reads back as an attached picture; its muxer would otherwise write the
+# picture as a one-frame video track). FFmpeg's MOV writer stores none: dropped with a warning.
+COVER_AS_STREAM = {"mp4"}
+COVER_MIME = {"mjpeg": ("image/jpeg", ".jpg"), "png": ("image/png", ".png")}
 # Tags that describe the old file's encoding or size, not its content: never carried over.
 STALE_TAGS = {
     "encoder",
@@ -42,6 +50,7 @@ class MuxReport:
     audio: list[str] = field(default_factory=list)  # codec names, "a->b" when re-encoded
     subtitles: list[str] = field(default_factory=list)
     attachments: int = 0
+    covers: int = 0  # attached pictures (cover art) kept
     dropped: list[str] = field(default_factory=list)  # what the container could not hold
 
 
@@ -137,14 +146,26 @@ class Keep:
 def mux(video_paths: list[Path], keep: Keep, out: Path, fmt: str, warn: Callable[[str], None]):
     """Write `out` (format `fmt`) from the encoded video segments and what `keep` names of the
     source. Trouble with the other tracks never fails the video: it is then written alone."""
-    if keep.source is not None:
-        try:
-            return _mux(video_paths, keep, out, fmt, warn)
-        except (av.FFmpegError, AttributeError, ValueError, TypeError, UnicodeDecodeError) as exc:
-            warn(
-                f"audio/subtitles could not be carried over ({type(exc).__name__}: {exc}); video only"
-            )
-    return _mux(video_paths, Keep(None, keep.video_start, keep.display_matrix), out, fmt, warn)
+    try:
+        if keep.source is not None:
+            try:
+                return _mux(video_paths, keep, out, fmt, warn)
+            except OSError:
+                raise  # the disk, not the tracks: a second try would fail the same way
+            except (
+                av.FFmpegError, AttributeError, ValueError, TypeError, UnicodeDecodeError
+            ) as exc:  # fmt: skip
+                warn(
+                    f"audio/subtitles could not be carried over ({type(exc).__name__}: {exc}); "
+                    "video only"
+                )
+        return _mux(video_paths, Keep(None, keep.video_start, keep.display_matrix), out, fmt, warn)
+    except OSError as exc:
+        # a full disk, a quota, a lost mount: one line; the segments and their journal stay
+        raise OutputError(
+            f"{out}: write failed ({getattr(exc, 'strerror', None) or exc}); the finished "
+            "segments are kept: free space and rerun with --resume"
+        ) from None
 
 
 def _mux(video_paths, keep: Keep, out, fmt, warn) -> MuxReport:
@@ -160,21 +181,28 @@ def _mux(video_paths, keep: Keep, out, fmt, warn) -> MuxReport:
             vout.set_display_matrix(list(keep.display_matrix))
         feeds = [_segment_packets(video_paths)]
         routes = {}
+        covers = []
         src = _open_quietly(keep.source, warn) if keep.source is not None else None
         try:
             if src is not None:
                 dst.metadata.update(kept_tags(src.metadata))
-                if src.streams.video:
-                    vout.metadata.update(kept_tags(src.streams.video[0].metadata))
-                    vout.disposition = src.streams.video[0].disposition
+                main = main_video(src)
+                if main is not None:
+                    vout.metadata.update(kept_tags(main.metadata))
+                    vout.disposition = main.disposition
                 routes = _map_streams(src, dst, fmt, keep.video_start, report, warn)
                 _copy_attachments(src, dst, fmt, report, warn)
+                covers = _copy_covers(keep.source, src, dst, fmt, report, warn)
                 if routes:
                     feeds.append(_shifted_packets(src, routes, 1))
                 _copy_chapters(src, dst, keep.video_start, warn)
             if report.dropped:
                 warn(f"dropped, as {out.suffix} cannot hold them: {', '.join(report.dropped)}")
-            for _, gid, _, packet in heapq.merge(*feeds, key=lambda x: x[:3]):
+            for packet in covers:
+                dst.mux(packet)
+            for n, (_, gid, _, packet) in enumerate(heapq.merge(*feeds, key=lambda x: x[:3])):
+                if n == 8:
+                    crash_point("join")  # the output half written
                 route = Route(vout, 0) if gid == 0 else routes[packet.stream]
                 if route.resampler is None:
                     packet.stream = route.out
@@ -230,6 +258,55 @@ def _copy_attachments(src, dst, fmt, report: MuxReport, warn) -> None:
             report.attachments += 1
         except (av.FFmpegError, ValueError, TypeError) as exc:
             warn(f"attachment {a.name} not carried over: {exc}")
+
+
+def _copy_covers(path: Path, src, dst, fmt, report: MuxReport, warn) -> list:
+    """Attached pictures (cover art, as yt-dlp embeds it) kept as the output's own, as the ffmpeg
+    program's `-map 0` keeps them; other video streams than the one made are dropped, said.
+    Returns the pictures' packets, to be muxed before the rest."""
+    packets = []
+    covers, extra = [], []
+    main = main_video(src)
+    for s in src.streams.video:
+        if s.disposition & av.stream.Disposition.attached_pic:
+            covers.append(s)
+        elif s is not main:
+            extra.append(s)
+    if extra:
+        warn(
+            f"{', '.join(_describe(s) for s in extra)} dropped: rife makes one video stream "
+            f"(from track {main.index})"
+        )
+    for s in covers:
+        data = _cover_packet(path, s.index)
+        name = s.codec_context.name if s.codec_context is not None else ""
+        if data is None:
+            continue
+        if fmt in COVER_AS_STREAM:
+            out = dst.add_stream_from_template(s, opaque=True)
+            out.disposition = av.stream.Disposition.attached_pic
+            out.metadata.update(kept_tags(s.metadata))
+            data.stream = out
+            packets.append(data)
+            report.covers += 1
+        elif fmt in HOLDS_ATTACHMENTS and name in COVER_MIME:
+            mime, ext = COVER_MIME[name]
+            filename = s.metadata.get("filename") or f"cover{ext}"
+            dst.add_attachment(filename, s.metadata.get("mimetype") or mime, bytes(data))
+            report.covers += 1
+        else:
+            report.dropped.append(f"cover picture ({name or 'unknown codec'})")
+    return packets
+
+
+def _cover_packet(path: Path, index: int):
+    """The one packet of attached-picture stream `index` (read apart from the main demux)."""
+    with av.open(str(path), metadata_errors="replace") as c:
+        for packet in c.demux(c.streams[index]):
+            if packet.size:
+                packet.pts = packet.dts = None
+                return packet
+    return None
 
 
 def _describe(s) -> str:

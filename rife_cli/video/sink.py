@@ -21,22 +21,9 @@ from .images import write_image
 from .source import SWS_FLAGS, Colour, sws_matrix
 
 CONTAINERS = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov", ".webm": "webm"}
-TEN_BIT = {
-    "libx264": "yuv420p10le",
-    "libx265": "yuv420p10le",
-    "libsvtav1": "yuv420p10le",
-    "hevc_nvenc": "p010le",
-    "av1_nvenc": "p010le",
-    "ffv1": "yuv420p10le",
-    "prores_ks": "yuv422p10le",
-    "libvpx-vp9": "yuv420p10le",
-}
-EIGHT_BIT = {
-    "prores_ks": "yuv422p10le",
-    "h264_nvenc": "yuv420p",
-    "hevc_nvenc": "yuv420p",
-    "av1_nvenc": "yuv420p",
-}
+# Chroma formats by how much chroma they keep: 4:2:0, 4:2:2, 4:4:4 (log2 of the subsampling).
+CHROMA = {(1, 1): 0, (1, 0): 1, (0, 0): 2}
+CHROMA_NAMES = ("4:2:0", "4:2:2", "4:4:4")
 
 
 DEFAULT_CODEC = {"webm": "libsvtav1"}  # else libx264; libx265 for HDR sources (see hdr.py)
@@ -49,6 +36,9 @@ class EncodeOptions:
     preset: str | None = None
     pix_fmt: str | None = None
     hdr: Hdr10 | None = None  # HDR10 metadata to write (libx265, libsvtav1)
+    # The picture size the encoder is given (filled in by prepare_encoding): the source's, less a
+    # pixel where its chroma format needs even sizes.
+    frame_size: tuple[int, int] | None = None
 
 
 def container_of(path: Path) -> str | None:
@@ -69,20 +59,42 @@ def prepare_encoding(
     rate: Fraction,
     bits: int,
     hdr: bool = False,
+    source_pix_fmt: str | None = None,
+    warn=None,
 ) -> EncodeOptions:
-    """Before any work: the options with codec and pixel format filled in, checked against this
-    FFmpeg, the container and the frame size, and the encoder opened once to prove it starts.
-    An HDR source (`hdr`) gets an encoder that can say so (HEVC; AV1 in WebM)."""
+    """Before any work: the options with codec, pixel format and frame size filled in, checked
+    against this FFmpeg, the container and the frame size, and the encoder opened once to prove
+    it starts. An HDR source (`hdr`) gets an encoder that can say so (HEVC; AV1 in WebM). The
+    pixel format follows the source's (`source_pix_fmt`) where none is given; `warn` hears what
+    the encoder could not hold."""
     fallback = "libx265" if hdr and bits > 8 else "libx264"
     codec = opts.codec or DEFAULT_CODEC.get(container_of(path), fallback)
-    opts = replace(opts, codec=codec, pix_fmt=opts.pix_fmt or default_pix_fmt(codec, bits))
-    _check_codec(path, opts)
-    _check_frame_size(width, height, opts.pix_fmt)
+    given = replace(opts, codec=codec)
+    _check_codec(path, given)
+    opts = given
+    if opts.pix_fmt is None:
+        opts = replace(opts, pix_fmt=default_pix_fmt(codec, bits, source_pix_fmt, warn))
+    _check_pix_fmt(opts.pix_fmt)
+    size = _check_frame_size(width, height, opts.pix_fmt, warn)
+    opts = replace(opts, frame_size=size)
     try:
         # Opens the encoder as the run will (SVT-AV1 at 4K takes a while to): once, when it works.
-        _check_header(path, width, height, rate, opts)
+        _check_header(path, *size, rate, opts)
     except UsageError:
-        _check_encoder_opens(width, height, rate, opts)  # the encoder itself: say why
+        plain = default_pix_fmt(codec, bits)
+        if given.pix_fmt is None and opts.pix_fmt != plain:
+            # A format the encoder lists but this device refuses (NVENC's 4:2:2 and 10-bit H.264
+            # on GPUs before Blackwell): the plain 4:2:0 one, said.
+            try:
+                done = prepare_encoding(path, replace(given, pix_fmt=plain), width, height, rate,
+                                        bits, hdr, source_pix_fmt, warn)  # fmt: skip
+            except UsageError:
+                pass
+            else:
+                if warn is not None:
+                    warn(f"--codec {codec} would not start with {opts.pix_fmt}; writing {plain}")
+                return done
+        _check_encoder_opens(*size, rate, opts)  # the encoder itself: say why
         raise
     return opts
 
@@ -119,29 +131,83 @@ def _check_codec(path: Path, opts: EncodeOptions) -> None:
         raise UsageError(
             f"--codec {opts.codec} cannot go into {path.suffix}; use .mkv or another codec"
         )
+
+
+def _check_pix_fmt(pix_fmt: str) -> None:
     try:
-        av.VideoFormat(opts.pix_fmt)
+        av.VideoFormat(pix_fmt)
     except (ValueError, av.FFmpegError):
-        raise UsageError(f"--pix-fmt {opts.pix_fmt}: unknown pixel format") from None
+        raise UsageError(f"--pix-fmt {pix_fmt}: unknown pixel format") from None
 
 
-def _check_frame_size(width: int, height: int, pix_fmt: str) -> None:
-    """Subsampled chroma (4:2:0, 4:2:2) needs even sizes."""
+def _check_frame_size(width: int, height: int, pix_fmt: str, warn=None) -> tuple[int, int]:
+    """The size the encoder is given: subsampled chroma (4:2:0, 4:2:2) needs even sizes, so an
+    odd one loses its last column or row (one pixel, with a notice: never refused). Cropping
+    rather than padding: a pixel of picture lost at the edge shows less than a line of black."""
     fmt = av.VideoFormat(pix_fmt, width, height)
     chroma = fmt.components[1] if len(fmt.components) > 1 else None
     odd_w = width % 2 and chroma is not None and chroma.width < fmt.components[0].width
     odd_h = height % 2 and chroma is not None and chroma.height < fmt.components[0].height
-    if odd_w or odd_h:
-        raise UsageError(
-            f"{width}x{height} has an odd size, which {pix_fmt} cannot hold; use --pix-fmt yuv444p, "
-            "or --png"
+    if not (odd_w or odd_h):
+        return width, height
+    w, h = width - bool(odd_w), height - bool(odd_h)
+    if w < 2 or h < 2:
+        raise UsageError(f"{width}x{height} is too small for {pix_fmt}; use --png")
+    if warn is not None:
+        what = " and ".join(
+            x for x, odd in (("the last column", odd_w), ("the last row", odd_h)) if odd
         )
+        warn(
+            f"{width}x{height} is odd, which {pix_fmt} cannot hold: {what} cropped ({w}x{h}); "
+            "--pix-fmt yuv444p keeps every pixel"
+        )
+    return w, h
 
 
-def default_pix_fmt(codec: str, bits: int) -> str:
-    if bits > 8:
-        return TEN_BIT.get(codec, "yuv420p10le")
-    return EIGHT_BIT.get(codec, "yuv420p")
+def _layout(pix_fmt: str) -> tuple[int, int] | None:
+    """(chroma level, bits) of a YUV pixel format (level: CHROMA's), None for RGB, gray, alpha,
+    palettes, full-range-only (yuvj) and odd subsamplings (4:1:1, 4:4:0)."""
+    try:
+        fmt = av.VideoFormat(pix_fmt, 64, 64)
+    except (ValueError, av.FFmpegError):
+        return None
+    if fmt.is_rgb or fmt.has_palette or len(fmt.components) != 3 or pix_fmt.startswith("yuvj"):
+        return None
+    luma, cb = fmt.components[0], fmt.components[1]
+    sub = ((luma.width // cb.width).bit_length() - 1, (luma.height // cb.height).bit_length() - 1)
+    level = CHROMA.get(sub)
+    return None if level is None else (level, luma.bits)
+
+
+def default_pix_fmt(codec: str, bits: int, source: str | None = None, warn=None) -> str:
+    """The encoder's pixel format nearest the source's chroma format and depth (`source`, a YUV
+    pixel format; otherwise 4:2:0 at `bits`): the same where the encoder holds it, else one that
+    loses nothing (more chroma or bits), else the one that loses least, chroma before depth,
+    said through `warn`. Planar formats before semi-planar ones (NV12) of the same layout."""
+    want = _layout(source) if source else None
+    keep = want or (0, min(bits, 16))
+    try:
+        offered = [f.name for f in av.codec.Codec(codec, "w").video_formats or ()]
+    except (ValueError, av.FFmpegError):
+        offered = []
+    layouts = {name: lay for name in offered if (lay := _layout(name)) is not None}
+    if not layouts:
+        return "yuv420p10le" if bits > 8 else "yuv420p"  # let the encoder's own check say no
+
+    def cost(name: str):
+        level, depth = layouts[name]
+        loss = (max(0, keep[0] - level), max(0, keep[1] - depth))
+        gain = (max(0, level - keep[0]), max(0, depth - keep[1]))
+        return (*loss, *gain, not name.startswith("yuv"), offered.index(name))
+
+    best = min(layouts, key=cost)
+    level, depth = layouts[best]
+    if want is not None and warn is not None and (level < want[0] or depth < want[1]):
+        warn(
+            f"--codec {codec} cannot hold the source's {CHROMA_NAMES[want[0]]} {want[1]}-bit "
+            f"({source}); writing {best} ({CHROMA_NAMES[level]} {depth}-bit), the nearest it holds"
+        )
+    return best
 
 
 def encoder_options(opts: EncodeOptions) -> dict[str, str]:

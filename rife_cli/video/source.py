@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,7 +17,9 @@ from ..engine.colour import FORMATS as DEVICE_FORMATS
 from ..engine.colour import Yuv420, chroma_cosited
 from ..errors import InputError, UsageError
 from ..pipeline import scenes
-from .grid import Grid, candidate_rates, find_grid
+from . import filters
+from .filters import Interlace, main_video
+from .grid import Grid, candidate_rates, find_grid, tolerance
 from .images import list_images, read_image
 
 # Side of the small picture a planes-mode frame's scene thumbnail is averaged from.
@@ -60,6 +62,10 @@ class SourceInfo:
     # The exact grid the frame times are snapped to (see grid.py); None: placed by timestamps.
     grid: Grid | None = None
     picture: Picture = field(default_factory=lambda: Picture())
+    # Set by the caller before reading: deinterlace (the info is then the field rate's: see
+    # as_fields), and the stream's decoded size where width x height is a crop of it.
+    interlace: Interlace | None = None
+    stream_size: tuple[int, int] | None = None
 
 
 @dataclass
@@ -153,7 +159,9 @@ def probe(path: Path, image_rate: Fraction | None = None) -> SourceInfo:
         with av.open(str(path), metadata_errors="replace") as c:
             if not c.streams.video:
                 raise InputError(f"{path}: no video stream (audio or data only)")
-            s = c.streams.video[0]
+            s = main_video(c)
+            if s is None:
+                raise InputError(f"{path}: no video stream (only a cover picture)")
             cc = s.codec_context
             if cc is None or not cc.width or not cc.height or cc.pix_fmt is None:
                 raise InputError(f"{path}: video stream has no decodable picture size or format")
@@ -303,7 +311,7 @@ def check_hwaccel(info: SourceInfo, hwaccel: str) -> bool:
         raise UsageError(f"--hwaccel {hwaccel!r}: use {' or '.join(HWACCELS)}")
     try:
         with _open_video(info.path, hwaccel) as c:
-            return bool(c.streams.video[0].codec_context.is_hwaccel)
+            return bool(main_video(c).codec_context.is_hwaccel)
     except (av.FFmpegError, ValueError) as exc:
         raise UsageError(
             f"--hwaccel {hwaccel}: no {hwaccel} video decoder on this machine "
@@ -327,11 +335,16 @@ def read_frames(
     instead of as BGR images, with a scene thumbnail made here from the small picture. A packet the
     decoder rejects is skipped, counted in stats["bad_packets"], and warned about; the stream goes
     on (FFmpeg conceals what it can). A picture of another size than the stream's is skipped,
-    counted in stats["resized_frames"] and warned about once."""
+    scaled to the stream's size (shape kept, padded), counted in stats["resized_frames"], warned
+    about at each change, and tagged as a cut (scenes.SIZE). With info.interlace, each field
+    comes as a frame (filters.Deinterlacer); with info.stream_size, pictures are cropped to
+    width x height."""
     if info.is_images:
         yield from (f for f in _read_images(info) if start_at is None or f.time >= start_at)
         return
+    # A deinterlaced stream's fields are numbered as they come: decoded from the start.
     seeking = start_at is not None and info.grid is not None and not info.vfr
+    seeking = seeking and info.interlace is None
     stats = stats if stats is not None else {}
     stats.setdefault("bad_packets", 0)
     stats.setdefault("resized_frames", 0)
@@ -343,25 +356,26 @@ def read_frames(
     strayed = False  # a frame was off the grid (warned once)
     even = info.width % 2 == 0 and info.height % 2 == 0
     cosited = None  # the stream's chroma siting, once a picture has shown it
+    stream_size = info.stream_size or (info.width, info.height)
+    fitter = filters.Fitter(info.width, info.height, info.picture.sar, stream_size)
+    changes = 0
+    file_size = info.path.stat().st_size
     try:
         with _open_video(info.path, hwaccel) as c:
-            s = c.streams.video[0]
+            s = main_video(c)
             s.thread_type = "AUTO"
             tb = Fraction(s.time_base)
             if seeking and start_at > info.start:
                 # to the keyframe before, with a second to spare for reordered frames
                 c.seek(max(0, math.floor((start_at - 1) / tb)), stream=s, backward=True)
-            for frame in _decode_tolerant(c, s, info, warn, stats):
-                if (frame.width, frame.height) != (info.width, info.height):
-                    stats["resized_frames"] += 1  # not a bad packet: a picture we cannot place
-                    if warn and stats["resized_frames"] == 1:
-                        warn(
-                            f"{info.path}: frame {index + stats['resized_frames'] - 1} changed "
-                            f"size to {frame.width}x{frame.height} (the stream is "
-                            f"{info.width}x{info.height}); frames of another size are skipped"
-                        )
-                    continue
-                time, on_grid = _place(frame, tb, info.grid, origin, last_time, info)
+            deint = None
+            if info.interlace is not None:
+                deint = filters.Deinterlacer(info.interlace, tb)
+            decoded = _whole_tail(_decode_tolerant(c, s, info, warn, stats), info, warn, stats)
+            for frame, size, change in filters.apply(decoded, fitter, deint):
+                stats["resized_frames"] += size != stream_size
+                ftb = Fraction(frame.time_base) if frame.time_base else tb
+                time, on_grid = _place(frame, ftb, info.grid, origin, last_time, info)
                 if origin is None:
                     origin = time
                 if not on_grid and info.grid is not None and not strayed:
@@ -377,10 +391,24 @@ def read_frames(
                             f"{info.path}: frame {index} has a timestamp out of order; placed after the last"
                         )
                     time = last_time + 1 / info.rate
+                if change:
+                    changes += 1
+                    if warn and changes <= 3:
+                        back = size == stream_size
+                        warn(
+                            f"{info.path}: from frame {index} ({float(time - info.start):.2f} s) "
+                            f"the picture is {size[0]}x{size[1]}"
+                            + (
+                                " again"
+                                if back
+                                else f", scaled to {info.width}x{info.height} (shape kept, padded)"
+                            )
+                            + "; nothing is blended across the change"
+                        )
                 if on_grid:
                     dur = 1 / info.grid.rate
                 else:
-                    dur = Fraction(frame.duration) * tb if frame.duration else None
+                    dur = Fraction(frame.duration) * ftb if frame.duration else None
                 if seeking:
                     index = info.grid.index(origin, time) if on_grid else index
                 if start_at is not None and time < start_at:
@@ -392,16 +420,40 @@ def read_frames(
                     if cosited is None:
                         cosited = chroma_cosited(out.planes, _bgr(frame, fmt, colour))
                     out.planes.cosited = cosited
-                    yield out
                 else:
-                    yield SourceFrame(index, time, dur, _bgr(frame, fmt, colour), frame)
+                    out = SourceFrame(index, time, dur, _bgr(frame, fmt, colour), frame)
+                if change:
+                    out.edge = scenes.SIZE
+                yield out
                 last_time = time
                 index += 1
-            _warn_if_cut_short(info, last_time, warn)
+            if info.path.stat().st_size != file_size:
+                if warn:  # (a copy in progress: then _warn_if_cut_short says nothing more)
+                    warn(
+                        f"{info.path}: the file grew while it was read (still being copied?); "
+                        f"taken as it was read: {index} frames"
+                    )
+            else:
+                _warn_if_cut_short(info, last_time, warn)
     except (av.FFmpegError, UnicodeDecodeError, ValueError, OverflowError) as exc:
         raise InputError(
             f"{info.path}: decoding failed after {index} frames ({_ffmpeg_reason(exc)})"
         ) from None
+
+
+def as_fields(info: SourceInfo, interlace: Interlace) -> SourceInfo:
+    """The source as the deinterlaced stream read_frames makes of it: one frame per field, at
+    twice the frame rate, on a grid of half the step."""
+    grid = None
+    if info.grid is not None:
+        grid = Grid(2 * info.grid.rate, min(info.grid.tol, tolerance(None, 2 * info.grid.rate)))
+    return replace(
+        info,
+        rate=2 * info.rate,
+        grid=grid,
+        frames=2 * info.frames if info.frames else None,
+        interlace=interlace,
+    )
 
 
 def _warn_if_cut_short(info: SourceInfo, last_time: Fraction | None, warn) -> None:
@@ -481,6 +533,29 @@ def _decode_tolerant(c, s, info, warn, stats):
                 warn(f"{info.path}: corrupt packet skipped ({_ffmpeg_reason(exc)})")
             continue
         yield from frames
+
+
+def _whole_tail(frames, info: SourceInfo, warn, stats: dict) -> Iterator[av.VideoFrame]:
+    """The decoded frames less incomplete ones at the very end: the last packet of a file still
+    being written (or cut off) is half there, and FFmpeg hands it on as it is (MPEG-TS unflagged,
+    its picture marked corrupt; fragmented MP4 flagged). Inside the stream a damaged picture is
+    kept as FFmpeg concealed it (nothing else can stand in for it). FFmpeg marks the picture of a
+    packet the demuxer flags corrupt as corrupt too."""
+    held: list = []
+    for frame in frames:
+        if frame.is_corrupt:
+            held.append(frame)
+            continue
+        yield from held
+        held.clear()
+        yield frame
+    if held:
+        stats["incomplete"] = len(held)
+        if warn:
+            warn(
+                f"{info.path}: the last {len(held)} picture(s) are incomplete (a file still being "
+                "written, or cut off); left out"
+            )
 
 
 def _read_images(info: SourceInfo) -> Iterator[SourceFrame]:
