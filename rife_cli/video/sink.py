@@ -69,15 +69,19 @@ def prepare_encoding(
     rate: Fraction,
     bits: int,
     hdr: bool = False,
+    open_encoder: bool = True,
 ) -> EncodeOptions:
     """Before any work: the options with codec and pixel format filled in, checked against this
-    FFmpeg, the container and the frame size, and the encoder opened once to prove it starts.
+    FFmpeg, the container and the frame size, and the encoder opened once to prove it starts
+    (unless not `open_encoder`: --ray opens it on a worker, whose GPU the head may lack).
     An HDR source (`hdr`) gets an encoder that can say so (HEVC; AV1 in WebM)."""
     fallback = "libx265" if hdr and bits > 8 else "libx264"
     codec = opts.codec or DEFAULT_CODEC.get(container_of(path), fallback)
     opts = replace(opts, codec=codec, pix_fmt=opts.pix_fmt or default_pix_fmt(codec, bits))
     _check_codec(path, opts)
     _check_frame_size(width, height, opts.pix_fmt)
+    if not open_encoder:
+        return opts
     try:
         # Opens the encoder as the run will (SVT-AV1 at 4K takes a while to): once, when it works.
         _check_header(path, width, height, rate, opts)
