@@ -4,7 +4,7 @@
 # from a plain copy of the tree with the kit (.device/, made here first by
 # `python scripts/device_kit.py`) beside it. Installs the kit's wheels into a temporary folder
 # and its weights into a temporary model cache, offline, then runs scripts/gpu_check.py, which
-# writes its table and JSON rows under $OUT (default ./output/device-check) as it goes.
+# writes its table, JSON rows and log under $OUT (default ./output/device-check) as it goes.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 kit=${RIFE_DEVICE_KIT:-$root/.device}
@@ -27,4 +27,5 @@ names=$(cd "$kit/wheels" && ls -- *.whl | sed 's/-.*//' | sort -u)
 export PYTHONPATH="$work/site${PYTHONPATH:+:$PYTHONPATH}"
 export RIFE_HOME="$work/rife-home" RIFE_OFFLINE=1 PYTHONUNBUFFERED=1
 mkdir -p "$out"
-"$py" "$root/scripts/gpu_check.py" --out "$out" "$@"
+# The checks' own log (tracebacks of a failed row) comes back beside the table and the JSON.
+"$py" "$root/scripts/gpu_check.py" --out "$out" "$@" 2> >(tee "$out/gpu_check.log" >&2)
