@@ -23,7 +23,9 @@ def test_gpu_check_runs_on_the_cpu_and_every_check_passes(tmp_path):
     assert report["ok"] and report["done"] and report["device"] == "cpu"
     rows = {r["check"]: r for r in report["rows"]}
     assert not [r for r in report["rows"] if r["ok"] is False]
-    assert not [r for r in report["rows"] if r["value"].startswith(("ERROR", "skipped: would overrun"))]
+    assert not [
+        r for r in report["rows"] if r["value"].startswith(("ERROR", "skipped: would overrun"))
+    ]
     # The checks that mean something on the CPU ran and passed; the GPU-only ones say n/a.
     assert rows["golden v3.6 fp32 vs CPU fp32"]["data"]["db"] == "inf"
     assert rows["golden v4.0 fp32 vs CPU fp32"]["data"]["db"] == "inf"
