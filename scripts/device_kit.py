@@ -130,7 +130,7 @@ def build_models(out: Path, old: dict) -> dict:
     import torch
 
     from rife_cli.models.cache import fetch
-    from rife_cli.models.loading import read_state_dict
+    from rife_cli.models.recognise import read_state_dict
 
     def one(name: str) -> tuple[str, dict]:
         src = fetch(name, notice=lambda m: print(f"device_kit: {m}"))

@@ -567,7 +567,7 @@ class GpuCheck:
         """--devices with this one device (a worker process) against the plain run: the same
         frames, and what the worker costs."""
         from rife_cli.cli import engine_options
-        from rife_cli.scaleout import interpolate_sharded
+        from rife_cli.scale.devices import interpolate_sharded
 
         dev = "cuda:0" if self.cuda else "cpu"
         opts = {"exp": 1, "force": True, "scene_threshold": 0, "codec": "ffv1"}
