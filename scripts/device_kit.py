@@ -176,6 +176,14 @@ def travelling_bytes(kit: Path) -> tuple[int, int]:
 
 
 def build(out: Path, version: str | None) -> int:
+    out.mkdir(parents=True, exist_ok=True)  # git tells a folder by its existing
+    if out.is_relative_to(ROOT):
+        # Inside the tree the kit must be ignored by git: it travels as a carried folder, and
+        # `git add -A` must never commit 50 MiB of wheels and weights.
+        ignored = subprocess.run(["git", "check-ignore", "-q", str(out)], cwd=ROOT, check=False)
+        if ignored.returncode != 0:
+            print(f"device_kit: {out} is not ignored by git; add it to .gitignore", file=sys.stderr)
+            return 1
     old = {}
     if (out / MANIFEST).is_file():
         old = json.loads((out / MANIFEST).read_text())

@@ -124,3 +124,21 @@ def test_device_check_runs_from_the_kit_without_pyav_network_or_install(tmp_path
     assert not [r for r in report["rows"] if r["value"].startswith("ERROR")]
     md_text = (out / "gpu_check.md").read_text()
     assert all(r["check"] in md_text for r in report["rows"])
+
+
+def test_a_kit_folder_git_would_commit_is_refused():
+    out = ROOT / "tests" / f".kit-probe-{os.getpid()}"
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "device_kit.py"), "--out", str(out)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 1
+        assert (
+            proc.stderr.strip() == f"device_kit: {out} is not ignored by git; add it to .gitignore"
+        )
+        assert not any(out.iterdir())  # refused before any download
+    finally:
+        out.rmdir()
