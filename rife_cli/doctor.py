@@ -133,6 +133,8 @@ def nvdec_works(name: str, tmp: Path) -> bool:
     import numpy as np
     from av.codec.hwaccel import HWAccel
 
+    from .video.source import decoded_on_device
+
     encoder = {"h264": "libx264", "hevc": "libx265", "av1": "libsvtav1"}[name]
     path = tmp / f"probe_{name}.mkv"
     try:
@@ -147,7 +149,7 @@ def nvdec_works(name: str, tmp: Path) -> bool:
         with av.open(str(path), hwaccel=HWAccel(device_type="cuda")) as c:
             ctx = c.streams.video[0].codec_context
             next(c.decode(video=0))
-            return bool(ctx.is_hwaccel)
+            return decoded_on_device(ctx, "cuda")
     except (av.FFmpegError, OSError, ValueError, StopIteration):
         return False
 

@@ -18,6 +18,7 @@ from rife_cli.engine import cuda as cuda_backend
 from rife_cli.engine.cuda import CudaBackend, auto_batch, pair_bytes
 from rife_cli.errors import ResourceError
 from rife_cli.models import warp
+from rife_cli.torchcompat import OutOfMemoryError
 
 HALF = Fraction(1, 2)
 
@@ -33,7 +34,7 @@ class TightBlend(BlendNet):
     def forward(self, a, b, t, scale=1.0):
         self.batches.append(a.shape[0])
         if a.shape[0] > self.fits:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return super().forward(a, b, t, scale)
 
 

@@ -7,7 +7,6 @@ import functools
 import http.server
 import json
 import threading
-import zlib
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from conftest import DATA, psnr
+from weights_rule import keys_of, make_weights
 
 from rife_cli.cli import main
 from rife_cli.engine import Interpolator, Request
@@ -27,29 +27,6 @@ from rife_cli.models.recognise import matches, read_state_dict
 
 GOLDEN4 = DATA / "golden-v4"
 ALL_VERSIONS = sorted(p.name for p in GOLDEN4.iterdir() if p.is_dir())
-
-
-def keys_of(version: str) -> dict:
-    return json.loads((GOLDEN4 / version / "keys.json").read_text())
-
-
-def make_weights(keys) -> dict[str, torch.Tensor]:
-    """The weight rule of ../shared/golden-v4/README.md (float64, then float32)."""
-    sd = {}
-    for name, shape in keys:
-        rs = np.random.RandomState(zlib.crc32(name.encode()) & 0xFFFFFFFF)
-        u = rs.uniform(-1.0, 1.0, size=shape)
-        if name.endswith("beta"):
-            w = 0.1 * (1.0 + 0.1 * u)
-        elif len(shape) == 4:
-            gain = 2.2 if shape[-1] == 3 else 1.0
-            w = u * gain * (1.0 / np.prod(shape[1:])) ** 0.5
-        elif name.endswith("weight"):
-            w = 0.25 + 0.05 * u
-        else:
-            w = 0.05 * u
-        sd[name] = torch.from_numpy(w.astype(np.float32))
-    return sd
 
 
 def weights_file(version: str, tmp: Path, name: str | None = None) -> Path:

@@ -23,6 +23,7 @@ from ..errors import ModelError, ResourceError, UsageError
 from ..models import transforms
 from ..models.cache import newest_cached_v4
 from ..models.loading import ModelSource, load_network, resolve, resolve_default
+from ..torchcompat import OutOfMemoryError
 from . import colour
 from .arrays import bgr_to_device, rows, to_arrays
 from .colour import Yuv420
@@ -359,7 +360,7 @@ class Interpolator:
             a, b, t = gather(i, i + k)
             try:
                 outs.append(self._forward(a, b, t))
-            except torch.OutOfMemoryError:
+            except OutOfMemoryError:
                 if k == 1:
                     raise ResourceError(
                         f"out of GPU memory for one pair of {w}x{h}; try --scale 0.5 "

@@ -514,17 +514,25 @@ class Job:
 
 
 def prepare(
-    input, output, output_dir, opts: Options, warn: Callable[[str], None], sharded: bool = False
+    input,
+    output,
+    output_dir,
+    opts: Options,
+    warn: Callable[[str], None],
+    sharded: bool = False,
+    hardware: bool = True,
 ) -> Job:
     """Probe the input and settle the output: its name, its encoder (opened once to prove it
     starts), and, unless the job is `sharded` (its workers write into a folder the coordinator
-    checked), that it may be written. Usage and input errors come from here, before any work."""
+    checked), that it may be written. Usage and input errors come from here, before any work.
+    Not `hardware`: --hwaccel and the encoder are left to be checked where the work runs (a
+    --ray head may have no GPU; rife_cli.scale.ray_cluster checks them on a worker)."""
     inp = Path(input)
     opts.input_fps = input_rate(opts.input_fps, inp)  # exact: 23.976 resumes 24000/1001
     info = probe(inp, opts.input_fps)
     interlace = _interlace(info, opts.deinterlace, warn)
     hwaccel = None
-    if opts.hwaccel and not info.is_images:
+    if opts.hwaccel and not info.is_images and hardware:
         from ..video.source import check_hwaccel
 
         if check_hwaccel(info, opts.hwaccel):
@@ -577,6 +585,7 @@ def prepare(
             is_hdr,
             info.pix_fmt,
             lambda msg: warn(f"{inp}: {msg}"),
+            open_encoder=hardware,
         )
         if enc.frame_size != (info.width, info.height):
             w, h = enc.frame_size  # an odd size cropped by a pixel: by the reader, for all

@@ -287,7 +287,8 @@ def interpolate_sharded(
     started = time.perf_counter()
     warn = warn or (lambda m: None)
     opts = Options(**options)
-    job = prepare(inp, output, None, opts, warn, sharded=False)
+    # With a runner (Ray) the devices are elsewhere: it checks --hwaccel and the encoder there.
+    job = prepare(inp, output, None, opts, warn, sharded=False, hardware=runner is None)
     if job.skipped:
         return Summary(input=str(job.inp), output=str(job.out), skipped=True)
     if job.png:

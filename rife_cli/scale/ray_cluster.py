@@ -4,16 +4,20 @@ CPU worker), each keeping its model loaded between shards.
 Ray does the placing (an actor asks for one GPU, or one CPU), the hand-out of shards to free
 actors (ActorPool), and the recovery: an actor whose process dies is restarted and its task
 retried, and the retried shard goes on from the segments it had finished. Inputs, outputs and the
-resume folder must be on a path every node sees; an actor that cannot see the input says so.
+resume folder must be on a path every node sees. Before any shard is handed out, every actor
+checks on its own node what the head cannot: that it sees the input and the head's work folder
+(a node-local output path fails here, not at the join after all the GPU work) and can write
+there, and that --hwaccel and the encoder (NVENC) work on its GPU.
 Imported only when --ray is given: Ray is an optional extra (`pip install 'rife-cli[ray]'`).
 """
 
 from __future__ import annotations
 
 import socket
+import uuid
 from pathlib import Path
 
-from ..errors import InputError, Interrupted, RifeError, UsageError
+from ..errors import InputError, Interrupted, OutputError, RifeError, UsageError
 
 # An actor process that dies is restarted, and its shard retried, this many times.
 RETRIES = 2
@@ -66,6 +70,10 @@ class _Events:
             self.progress = item
 
 
+# The head's mark in the work folder, read by every actor: the folder is the same one there.
+TOKEN = "head-token"
+
+
 class ShardActor:
     """One worker: a device's engine, kept between the shards it is given."""
 
@@ -73,14 +81,51 @@ class ShardActor:
         self.cfg = cfg
         self.factory = None
 
-    def run(self, inp: str, out: str, shard):
-        from .devices import engine_factory, run_shard
-
+    def _see_input(self, inp: str) -> None:
         if not Path(inp).exists():
             raise InputError(
                 f"{inp}: not visible on node {socket.gethostname()}; with --ray, inputs and "
                 "outputs must be on a path every node sees (a shared filesystem)"
             )
+
+    def check(self, inp: str, out: str, token: str) -> list[str]:
+        """On this actor's node, before any shard: the input and the head's work folder are
+        visible (the token the head wrote is there) and writable, and the job's decoder and
+        encoder start on this node's device. Returns the warnings (e.g. no NVDEC for the
+        codec: software decodes)."""
+        from ..pipeline.resume import work_dir_for
+        from ..pipeline.run import Options, prepare
+
+        node = socket.gethostname()
+        self._see_input(inp)
+        folder = work_dir_for(Path(out))
+        try:
+            seen = (folder / TOKEN).read_text()
+        except OSError:
+            seen = None
+        if seen != token:
+            raise OutputError(
+                f"{out}: its work folder {folder} made by the head is not visible on node "
+                f"{node}; with --ray, outputs must be on a path every node sees (a shared "
+                "filesystem)"
+            )
+        probe = folder / f".probe-{uuid.uuid4().hex}"
+        try:
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise OutputError(f"{folder}: not writable on node {node} ({exc.strerror})") from None
+        warnings: list[str] = []
+        try:
+            prepare(inp, out, None, Options(**self.cfg.options), warnings.append, sharded=True)
+        except RifeError as exc:
+            raise type(exc)(f"on node {node}: {exc}") from None
+        return [f"on node {node}: {w}" for w in warnings]
+
+    def run(self, inp: str, out: str, shard):
+        from .devices import engine_factory, run_shard
+
+        self._see_input(inp)
         events = _Events()
         if self.factory is None:
             self.factory = engine_factory(self.cfg, lambda m: events.put(("warn", shard.index, m)))
@@ -105,8 +150,21 @@ def ray_runner(address: str, devices: str | None):
             if gpu:
                 cfg.device = "cuda:0"  # Ray shows each actor its own GPU as the first one
             actors.append(remote.options(**opts).remote(cfg))
-        pool = ActorPool(actors)
         try:
+            # Each actor checks its node before any GPU work (the head may have no GPU, and may
+            # be the only node that sees a node-local output path).
+            from ..pipeline.resume import work_dir_for
+
+            token = uuid.uuid4().hex
+            (work_dir_for(job.out) / TOKEN).write_text(token)
+            checks = [a.check.remote(str(job.inp), str(job.out), token) for a in actors]
+            warned = set()
+            for warnings in _results(ray, (ray.get(c) for c in checks), shards):
+                for w in warnings:
+                    if w not in warned:
+                        warned.add(w)
+                        on_event("warn", 0, w)
+            pool = ActorPool(actors)
             results = pool.map_unordered(
                 lambda actor, s: actor.run.remote(str(job.inp), str(job.out), s), todo
             )

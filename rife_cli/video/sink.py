@@ -61,12 +61,14 @@ def prepare_encoding(
     hdr: bool = False,
     source_pix_fmt: str | None = None,
     warn=None,
+    open_encoder: bool = True,
 ) -> EncodeOptions:
     """Before any work: the options with codec, pixel format and frame size filled in, checked
     against this FFmpeg, the container and the frame size, and the encoder opened once to prove
-    it starts. An HDR source (`hdr`) gets an encoder that can say so (HEVC; AV1 in WebM). The
-    pixel format follows the source's (`source_pix_fmt`) where none is given; `warn` hears what
-    the encoder could not hold."""
+    it starts (unless not `open_encoder`: --ray opens it on a worker, whose GPU the head may
+    lack). An HDR source (`hdr`) gets an encoder that can say so (HEVC; AV1 in WebM). The pixel
+    format follows the source's (`source_pix_fmt`) where none is given; `warn` hears what the
+    encoder could not hold."""
     fallback = "libx265" if hdr and bits > 8 else "libx264"
     codec = opts.codec or DEFAULT_CODEC.get(container_of(path), fallback)
     given = replace(opts, codec=codec)
@@ -77,6 +79,8 @@ def prepare_encoding(
     _check_pix_fmt(opts.pix_fmt)
     size = _check_frame_size(width, height, opts.pix_fmt, warn)
     opts = replace(opts, frame_size=size)
+    if not open_encoder:
+        return opts
     try:
         # Opens the encoder as the run will (SVT-AV1 at 4K takes a while to): once, when it works.
         _check_header(path, *size, rate, opts)

@@ -303,15 +303,28 @@ def _open_video(path: Path, hwaccel: str | None):
     )
 
 
+def decoded_on_device(ctx, hwaccel: str) -> bool:
+    """Whether a decoder that has given a frame gave it from the hardware decoder: the pixel
+    format FFmpeg chose for the stream is the device's own. Not `is_hwaccel`, which is true as
+    soon as the device opens, also where FFmpeg then falls back to software for this stream (a
+    profile NVDEC lacks, such as 4:2:2 or 4:4:4). PyAV copies a hardware frame to host memory
+    (NV12 and the like) before we see it, so the frame's own format cannot tell."""
+    return bool(ctx.is_hwaccel) and ctx.pix_fmt == hwaccel
+
+
 def check_hwaccel(info: SourceInfo, hwaccel: str) -> bool:
     """Before any work: the device can be opened for this input (a usage error otherwise). Returns
-    whether its video stream is decoded in hardware (False: FFmpeg has no hardware decoder for
-    this codec on that device, and software decodes it)."""
+    whether its video stream's frames come from the hardware decoder (False: FFmpeg has none
+    for this codec or profile on that device, and software decodes it), told by decoding the
+    first frame."""
     if hwaccel not in HWACCELS:
         raise UsageError(f"--hwaccel {hwaccel!r}: use {' or '.join(HWACCELS)}")
     try:
         with _open_video(info.path, hwaccel) as c:
-            return bool(main_video(c).codec_context.is_hwaccel)
+            s = main_video(c)
+            if next(iter(c.decode(s)), None) is None:
+                return False
+            return decoded_on_device(s.codec_context, hwaccel)
     except (av.FFmpegError, ValueError) as exc:
         raise UsageError(
             f"--hwaccel {hwaccel}: no {hwaccel} video decoder on this machine "
