@@ -441,6 +441,14 @@ def _large_motion_pair(monkeypatch):
     return net, a, b, t
 
 
+def _fine_pair(net, a, b) -> int:
+    """Which of the two pairs is not large (its frame is finite in the defer form)."""
+    net.large_motion = "defer"
+    with torch.inference_mode():
+        out = net(a, b, torch.full((2,), 0.5))
+    return int(torch.isfinite(out[1]).all())
+
+
 def test_large_motion_select_form_equals_the_subset_form(monkeypatch):
     net, a, b, t = _large_motion_pair(monkeypatch)
     outs = {}
@@ -512,3 +520,42 @@ def test_segment_cuts_do_not_drain_the_pipeline(tmp_path, monkeypatch):
     assert len(cuts) > 3 and len(drains) == 2  # both runs drained once, at their end
     assert len(outs[6]) == len(outs[10_000]) == 60
     assert all(np.array_equal(a, b) for a, b in zip(outs[6], outs[10_000]))
+
+
+def test_large_motion_deferred_to_the_redo_without_a_wait(monkeypatch):
+    """CUDA's form ("defer"): the large pair comes out NaN, its flag sends it to the redo after
+    the download, where the sync-free select form makes it; the frames equal the subset form's,
+    and no wait but the two downloads (one where nothing is large)."""
+    net, a, b, _ = _large_motion_pair(monkeypatch)
+    fine = _fine_pair(net, a, b)
+    reqs = [Request(i, HALF) for i in range(2)]
+    want = {}
+    for form in ("subset", "defer"):
+        net.large_motion = form
+        eng = cuda_like(net, "fp32", batch_size=2)
+        assert eng._defers == (form == "defer")
+        seen, downloads = count_syncs(eng)
+        with eng.stream():
+            want[form] = eng.download(eng.make_unchecked(a, b, reqs), 64, 64)
+        assert (seen == []) == (form == "defer")  # subset reads which pairs on the host
+        assert downloads[0] == (2 if form == "defer" else 1)
+    # the fine pair bit-identical; the large one made in another batch (float noise)
+    assert np.array_equal(want["defer"][fine], want["subset"][fine])
+    assert np.abs(want["defer"][1 - fine].astype(int) - want["subset"][1 - fine]).max() <= 2
+    monkeypatch.setattr(ifnet_v4x, "LARGE_MOTION", 1e9)  # nothing large: one round trip
+    net.large_motion = "defer"
+    eng = cuda_like(net, "fp32", batch_size=2)
+    seen, downloads = count_syncs(eng)
+    with eng.stream():
+        eng.download(eng.make_unchecked(a, b, reqs), 64, 64)
+    assert downloads[0] == 1 and eng.fp32_fallbacks == 0
+
+
+def test_auto_large_motion_form_is_subset_on_the_cpu_and_deferred_elsewhere():
+    net = ifnet_v4x.IFNetV4x(ifnet_v4x.VERSIONS["4.0"], "4.0")
+    assert net.large_motion_form(torch.device("cpu")) == "subset"
+    assert net.large_motion_form(torch.device("cuda")) == "defer"
+    assert (
+        ifnet_v4x.IFNetV4x(ifnet_v4x.VERSIONS["4.6"]).large_motion_form(torch.device("cuda"))
+        is None
+    )

@@ -7,6 +7,7 @@ trained on. uint8 and uint16 map to [0, 1] by their full range; float32 is taken
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import logging
 import re
@@ -121,7 +122,9 @@ class Made:
     nothing is checked: fp32). What a redo needs comes along: the pairs' frames and the requests."""
 
     frames: torch.Tensor  # N x 3 x Hp x Wp
-    finite: torch.Tensor | None  # N bools: the frame and the flows it came from are finite
+    # N bools: the frame and the flows it came from are finite. False also marks 4.0/4.1's
+    # large-motion pairs on CUDA, left NaN by the network for the redo (IFNetV4x "defer").
+    finite: torch.Tensor | None
     a: torch.Tensor
     b: torch.Tensor
     requests: list[Request]
@@ -220,6 +223,15 @@ class Interpolator:
         if self.channels_last:
             net = net.to(memory_format=torch.channels_last)
         self.net = self.backend.prepare(net)
+        # 4.0/4.1 on CUDA leave their large-motion pairs NaN ("defer": no wait for the device);
+        # the redo runs them through the same network in its sync-free "select" form.
+        self._redo_net = self.net
+        self._defers = False
+        form = getattr(self.net, "large_motion_form", None)
+        if form is not None and form(self.torch_device) == "defer":
+            self._redo_net = copy.copy(self.net)  # shares the modules; its own form
+            self._redo_net.large_motion = "select"
+            self._defers = True
         self._forward_net = (
             torch.compile(
                 self.net, dynamic=False, mode="reduce-overhead" if self.cuda_graphs else None
@@ -364,30 +376,36 @@ class Interpolator:
         dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
         return torch.autocast(self.torch_device.type, dtype=dtype)
 
-    def _net_call(self, autocast: bool, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor):
+    def _net_call(
+        self, autocast: bool, redo: bool, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor
+    ):
+        net = self._redo_net if redo else self._forward_net
         with (
             torch.inference_mode(),
             self.backend.forward_context(exact=self.precision == "fp32"),
             self._autocast() if autocast else contextlib.nullcontext(),
         ):
             if self.family == "v4":
-                out = self._forward_net(a, b, t, self.scale)
+                out = net(a, b, t, self.scale)
             else:
-                out = self._forward_net(a, b, self.scale)
+                out = net(a, b, self.scale)
             return out.float()
 
-    def _run(self, a, b, t, autocast: bool) -> torch.Tensor:
-        return self.backend.run(functools.partial(self._net_call, autocast), a, b, t)
+    def _run(self, a, b, t, autocast: bool, redo: bool = False) -> torch.Tensor:
+        return self.backend.run(functools.partial(self._net_call, autocast, redo), a, b, t)
 
     def _forward(
         self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, exact: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One forward of a batch, and per pair whether its frame is finite (None when nothing is
-        checked: fp32, or exact = the fp32 redo). The flag stays on the device: reading it here
-        would make the host wait for the forward; it comes down with the frames (download)."""
-        if exact or self.precision == "fp32":
+        checked: fp32 where no large-motion pair is deferred, or exact = the fp32 redo). The flag
+        stays on the device: reading it here would make the host wait for the forward; it comes
+        down with the frames (download)."""
+        if exact:
+            return self._run(a, b, t, autocast=False, redo=True), None
+        if self.precision == "fp32" and not self._defers:
             return self._run(a, b, t, autocast=False), None
-        out = self._run(a, b, t, autocast=True)
+        out = self._run(a, b, t, autocast=self.precision != "fp32")
         with torch.inference_mode():
             return out, torch.isfinite(out).flatten(1).all(1)
 

@@ -20,13 +20,18 @@ from .warp import warp
 
 # Family A: a block-1 flow update larger than this (pixels, both directions) redoes the pair coarser.
 LARGE_MOTION = 32
-# How family A redoes those pairs. "subset": only them, after reading on the host which they are
-# (a wait for the device on CUDA: the host cannot queue the next work meanwhile). "select": the
-# coarse pass on the whole batch, each pair's frame picked on the device (no wait, one shape for
-# torch.compile and CUDA graphs; about a third more compute, measured in docs/notes-engine.md).
-# "auto": subset where the tensors are on the CPU (reading them there waits for nothing), else
-# select.
-LARGE_MOTION_FORMS = ("auto", "subset", "select")
+# How family A redoes those pairs:
+# - "subset": only them, after reading on the host which they are (on CUDA a wait for the device:
+#   the host queues nothing meanwhile);
+# - "select": the coarse pass on the whole batch, each pair's frame picked on the device (no
+#   wait, one shape, but the pass always runs: 0.58x the pairs/s on this project's CPU, see
+#   docs/notes-engine.md);
+# - "defer": no coarse pass; those pairs' frames come out NaN, which the engine's finite flags
+#   (downloaded with the frames, no wait) send to its redo, where the network runs in "select"
+#   form on them alone. No wait and no extra work where there is no large motion (most pairs).
+# - "auto": "subset" where the tensors are on the CPU (reading them there waits for nothing),
+#   else "defer".
+LARGE_MOTION_FORMS = ("auto", "subset", "select", "defer")
 
 
 @dataclass(frozen=True)
@@ -313,9 +318,10 @@ class IFNetV4x(nn.Module):
         fa = d_fwd.abs().amax(dim=(2, 3))
         large = (fa[:, 0:2].amax(1) > LARGE_MOTION) & (fa[:, 2:4].amax(1) > LARGE_MOTION)
         flow, mask = self._update(flow, mask, d, m)
-        form = self.large_motion
-        if form == "auto":
-            form = "subset" if large.device.type == "cpu" else "select"
+        form = self.large_motion_form(large.device)
+        if form == "defer":
+            fine = self._rest(p, scales, 2, flow, mask, None)
+            return torch.where(large.view(n, 1, 1, 1), torch.nan, fine)
         if form == "select":
             fine = self._rest(p, scales, 2, flow, mask, None)
             return torch.where(large.view(n, 1, 1, 1), self._coarse(p, scales), fine)
@@ -328,6 +334,14 @@ class IFNetV4x(nn.Module):
         idx = large.nonzero().flatten()
         out[idx] = self._coarse(p.rows(idx), scales)
         return out
+
+    def large_motion_form(self, device: torch.device) -> str | None:
+        """The large-motion form this network takes on `device` (None: not family A)."""
+        if self.layout.family != "A":
+            return None
+        if self.large_motion == "auto":
+            return "subset" if device.type == "cpu" else "defer"
+        return self.large_motion
 
     def _coarse(self, p: _Pair, scales) -> torch.Tensor:
         """Family A's large-motion pass: from the frames again at twice the scales."""
