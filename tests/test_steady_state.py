@@ -559,3 +559,16 @@ def test_auto_large_motion_form_is_subset_on_the_cpu_and_deferred_elsewhere():
         ifnet_v4x.IFNetV4x(ifnet_v4x.VERSIONS["4.6"]).large_motion_form(torch.device("cuda"))
         is None
     )
+
+
+@pytest.mark.parametrize(("options", "per_pair"), [({"exp": 2}, 3), ({"fps": "60"}, 3)])
+def test_the_memory_model_hears_how_many_frames_a_pair_holds(tmp_path, options, per_pair):
+    """--exp 2 makes 3 frames a pair; 25 -> 60 fps up to 3 (2.4 a pair): the batch's made
+    frames stay on the device until its download, so the memory model counts them."""
+    src = make_video(tmp_path / "a.mkv", n=5, codec="ffv1")
+    eng = cuda_like(BlendNet(), "fp32")
+    interpolate_video(
+        src, tmp_path / "o.mkv", engine_factory=lambda need: eng, codec="ffv1", **options
+    )
+    assert eng.outputs_per_pair == per_pair
+    assert eng.backend._plans and all(k[-1] == per_pair for k in eng.backend._plans)

@@ -35,14 +35,37 @@ Forward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 # (channels-last, no Winograd, native transposed convolutions, v3.x mirrored calls as one batch of
 # 2N, 4.0/4.1's large-motion pass on the whole batch as on CUDA), one-time workspaces and
 # fragmentation included. Groups: "v3", and each 4.x layout by name (rife_cli.models.ifnet_v4x:
-# versions of one layout run the same code). `python scripts/memory_model.py` at 640x352 with
-# generated weights (the numbers do not depend on the weights' values), rounded up.
+# versions of one layout run the same code). `python scripts/memory_model.py --models all` at
+# 640x352, networks built without weights files (memory does not depend on the weights' values),
+# the largest of two runs (one for the groups marked so), rounded up. The heap's growth varies by
+# up to 20% from run to run: MARGIN covers it.
 PAIR_BYTES_PER_PIXEL: dict[tuple[str, float], float] = {
-    ("v3", 0.25): 360.0,
-    ("v3", 0.5): 400.0,
+    # v3.6; the larger of this and the previous round's two runs
+    ("v3", 0.25): 380.0,
+    ("v3", 0.5): 450.0,
     ("v3", 1.0): 880.0,
     ("v3", 2.0): 2900.0,
-    ("v3", 4.0): 8400.0,
+    ("v3", 4.0): 9740.0,
+    # 4.x layouts, 640x352, 2 pairs; scales 0.5 and 1 (1080p and --uhd 4K) for each, all five
+    # for 4.0. A (group, scale) not here takes the largest figure at that scale.
+    ("4.0", 0.25): 400.0,
+    ("4.0", 0.5): 390.0,
+    ("4.0", 1.0): 440.0,
+    ("4.0", 2.0): 1240.0,
+    ("4.0", 4.0): 3600.0,
+    ("4.1", 0.25): 380.0,
+    ("4.1", 0.5): 400.0,
+    ("4.1", 1.0): 440.0,
+    ("4.2", 0.5): 280.0,
+    ("4.2", 1.0): 460.0,
+    ("4.5", 0.5): 270.0,
+    ("4.5", 1.0): 400.0,
+    ("4.6", 0.5): 290.0,
+    ("4.6", 1.0): 460.0,
+    ("4.7", 0.5): 440.0,
+    ("4.7", 1.0): 550.0,
+    ("4.25.heavy", 1.0): 890.0,
+    ("4.25.heavy", 4.0): 6750.0,
 }
 # What a batch holds besides a forward's working memory, per pixel: each made frame, fp32, until
 # the batch's download (12), and the download's cropped, quantised and NHWC copies (12 + 3 + 3);
