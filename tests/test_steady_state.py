@@ -305,7 +305,7 @@ def test_out_of_memory_at_any_stage_halves_the_batch(stage, exc, monkeypatch):
     elif stage == "forward":
         _fail_once(eng, "_forward_net", exc)
     elif stage == "outputs":  # the batch's frames, several forwards' worth
-        mode = FailOnce(T.new_empty, exc)
+        mode = FailOnce(torch.empty, exc)
     else:
         _fail_once(eng.backend, "download", exc)
     with mode:

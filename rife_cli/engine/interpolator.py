@@ -437,9 +437,13 @@ class Interpolator:
                 if k == n:  # the whole request in one forward (the usual case): no copy
                     out, ok = frames[:k], None if good is None else good[:k]
                 elif out is None:
-                    out = frames.new_empty((n, *frames.shape[1:]))
-                    if self.channels_last:
-                        out = out.contiguous(memory_format=torch.channels_last)
+                    layout = torch.channels_last if self.channels_last else torch.contiguous_format
+                    out = torch.empty(
+                        (n, *frames.shape[1:]),
+                        dtype=frames.dtype,
+                        device=frames.device,
+                        memory_format=layout,
+                    )
                     ok = None if good is None else good.new_empty(n)
                 if k < n:
                     with torch.inference_mode():
