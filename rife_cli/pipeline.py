@@ -64,7 +64,8 @@ class Summary:
     bad_packets: int = 0  # corrupt packets skipped while decoding
     resized_frames: int = 0  # decoded frames of another size than the stream's, skipped
     skipped: bool = False  # --skip-existing found the output already there
-    fp32_fallbacks: int = 0  # pairs redone in fp32 because half precision overflowed
+    # frames redone in fp32: half precision gave NaN/Inf, or (CUDA) 4.0/4.1 large motion
+    fp32_fallbacks: int = 0
     oom_backoffs: int = 0  # batches halved after running out of device memory
     hwaccel: str | None = None  # the device that decoded the video (--hwaccel); None: software
     duplicates: int = 0  # repeated frames dropped by --dedup (counted in frames_in)

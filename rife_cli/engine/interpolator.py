@@ -241,7 +241,7 @@ class Interpolator:
         )
         self.lanes = self.backend.lanes
         self.pad_to = max(net.pad_base, int(net.pad_base / self.scale))
-        self.fp32_fallbacks = 0  # pairs redone in fp32 because half precision gave NaN/Inf
+        self.fp32_fallbacks = 0  # frames redone in fp32: NaN/Inf in half, or deferred large motion
         self.oom_backoffs = 0  # times a batch was halved after an out-of-memory error
         self._max_batch: int | None = None  # the cap those halvings set
         self._count_lock = threading.Lock()  # make() may run in two threads (concurrent_batches)
