@@ -441,14 +441,6 @@ def _large_motion_pair(monkeypatch):
     return net, a, b, t
 
 
-def _fine_pair(net, a, b) -> int:
-    """Which of the two pairs is not large (its frame is finite in the defer form)."""
-    net.large_motion = "defer"
-    with torch.inference_mode():
-        out = net(a, b, torch.full((2,), 0.5))
-    return int(torch.isfinite(out[1]).all())
-
-
 def test_large_motion_select_form_equals_the_subset_form(monkeypatch):
     net, a, b, t = _large_motion_pair(monkeypatch)
     outs = {}
@@ -527,7 +519,6 @@ def test_large_motion_deferred_to_the_redo_without_a_wait(monkeypatch):
     the download, where the sync-free select form makes it; the frames equal the subset form's,
     and no wait but the two downloads (one where nothing is large)."""
     net, a, b, _ = _large_motion_pair(monkeypatch)
-    fine = _fine_pair(net, a, b)
     reqs = [Request(i, HALF) for i in range(2)]
     want = {}
     for form in ("subset", "defer"):
@@ -539,9 +530,9 @@ def test_large_motion_deferred_to_the_redo_without_a_wait(monkeypatch):
             want[form] = eng.download(eng.make_unchecked(a, b, reqs), 64, 64)
         assert (seen == []) == (form == "defer")  # subset reads which pairs on the host
         assert downloads[0] == (2 if form == "defer" else 1)
-    # the fine pair bit-identical; the large one made in another batch (float noise)
-    assert np.array_equal(want["defer"][fine], want["subset"][fine])
-    assert np.abs(want["defer"][1 - fine].astype(int) - want["subset"][1 - fine]).max() <= 2
+    # each form makes each pair in a batch of another size: equal within float noise
+    for x, y in zip(want["defer"], want["subset"]):
+        assert np.abs(x.astype(int) - y).max() <= 2
     monkeypatch.setattr(ifnet_v4x, "LARGE_MOTION", 1e9)  # nothing large: one round trip
     net.large_motion = "defer"
     eng = cuda_like(net, "fp32", batch_size=2)
