@@ -24,7 +24,7 @@ LARGE_MOTION = 32
 # - "subset": only them, after reading on the host which they are (on CUDA a wait for the device:
 #   the host queues nothing meanwhile);
 # - "select": the coarse pass on the whole batch, each pair's frame picked on the device (no
-#   wait, one shape, but the pass always runs: 0.58x the pairs/s on this project's CPU, see
+#   wait, one shape, but the pass always runs: 0.71x the pairs/s on this project's CPU, see
 #   docs/notes-engine.md);
 # - "defer": no coarse pass; those pairs' frames come out NaN, which the engine's finite flags
 #   (downloaded with the frames, no wait) send to its redo, where the network runs in "select"
