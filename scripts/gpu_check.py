@@ -622,7 +622,7 @@ class GpuCheck:
             else:
                 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
                 where = "peak RSS (process)"
-            model_gib = pair_bytes(w, h, eng.family, 0.5, eng.precision) * n / 2**30
+            model_gib = pair_bytes(w, h, eng.memory_group, 0.5, eng.precision) * n / 2**30
             self.add(
                 f"memory {w}x{h} --uhd {model} {eng.precision}, {n} pairs",
                 f"{where} {peak:.2f} GiB, model {model_gib:.2f} GiB ({batch} a batch); "

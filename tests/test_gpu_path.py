@@ -127,9 +127,9 @@ def test_dyadic_timesteps_live_on_the_frames_device(monkeypatch):
     eng = Interpolator(device="cpu", precision="fp32", network=MidpointNet(), lanes=1)
     seen = []
 
-    def forward(a, b, t):
+    def forward(a, b, t, exact=False):
         seen.append((a.device, b.device, t.device))
-        return torch.empty_like(a)
+        return torch.empty_like(a), None
 
     monkeypatch.setattr(eng, "_forward", forward)
     a = torch.empty(2, 3, 32, 32, device="meta")
@@ -194,13 +194,25 @@ def test_memory_model_scales_with_size_scale_and_precision():
     assert pair_bytes(3840, 2176, "v3", 1.0, "fp32") == pytest.approx(4 * hd, rel=1e-3)
     assert pair_bytes(1920, 1088, "v3", 1.0, "fp16") < hd
     assert pair_bytes(3840, 2176, "v3", 0.5, "fp16") < pair_bytes(3840, 2176, "v3", 1.0, "fp16")
-    assert pair_bytes(1920, 1088, "v4", 1.0, "fp32") < hd  # v4's blocks are cheaper per pixel
+    assert pair_bytes(1920, 1088, "4.6", 1.0, "fp32") < hd  # 4.x's blocks are cheaper per pixel
+    # per 4.x layout: the heavier ones cost more; an unknown group takes the largest figure
+    assert pair_bytes(1920, 1088, "4.25.heavy", 1.0, "fp32") > pair_bytes(
+        1920, 1088, "4.6", 1.0, "fp32"
+    )
+    assert pair_bytes(1920, 1088, "v4", 1.0, "fp32") >= hd
+    # each made frame a pair holds until the download counts (--multi 8: 7)
+    assert (
+        pair_bytes(1920, 1088, "4.6", 1.0, "fp16", outputs=7)
+        > pair_bytes(1920, 1088, "4.6", 1.0, "fp16") + 6 * 1920 * 1088 * 12
+    )
     gib = 2**30
     # A small card at 4K: one pair; a large one: more, never more than MAX_BATCH.
     assert auto_batch(4 * gib, 3840, 2176, "v3", 0.5, "fp16", 2) == 1
     big = auto_batch(130 * gib, 3840, 2176, "v3", 0.5, "fp16", 2)
     assert 4 <= big <= cuda_backend.MAX_BATCH
-    assert auto_batch(130 * gib, 1920, 1088, "v4", 1.0, "fp16", 2) == cuda_backend.MAX_BATCH
+    assert auto_batch(130 * gib, 1920, 1088, "4.6", 1.0, "fp16", 2) == cuda_backend.MAX_BATCH
+    many = auto_batch(130 * gib, 3840, 2176, "4.6", 1.0, "fp16", 2, outputs=7)
+    assert many < auto_batch(130 * gib, 3840, 2176, "4.6", 1.0, "fp16", 2)
     # Two batches in flight share the memory.
     one = auto_batch(24 * gib, 1920, 1088, "v3", 1.0, "fp16", 1)
     two = auto_batch(24 * gib, 1920, 1088, "v3", 1.0, "fp16", 2)

@@ -38,13 +38,13 @@ Dialogue: 0,0:00:00.50,0:00:00.60,Default,,0,0,0,,World
 def recording_engine(timesteps: list):
     """The linear-blend stand-in, recording every timestep it is asked for."""
     engine = blend_engine()
-    make = engine.make
+    make = engine.make_unchecked
 
-    def recorded(a, b, requests):
+    def recorded(a, b, requests, exact=False):
         timesteps.extend(r.t for r in requests)
-        return make(a, b, requests)
+        return make(a, b, requests, exact)
 
-    engine.make = recorded
+    engine.make_unchecked = recorded
     return engine
 
 

@@ -251,7 +251,7 @@ from rife_cli.engine import Interpolator
 engine = Interpolator(
     model="blend", device="cpu", precision="fp32", network=BlendNet(), batch_size=1, lanes=2
 )
-real_make, calls, entered, never = engine.make, [], threading.Event(), threading.Event()
+real_make, calls, entered, never = engine.make_unchecked, [], threading.Event(), threading.Event()
 
 
 def make(*args, **kwargs):
@@ -262,7 +262,7 @@ def make(*args, **kwargs):
     return real_make(*args, **kwargs)
 
 
-engine.make = make
+engine.make_unchecked = make
 cli.build_interpolator = lambda *args, **kwargs: engine
 stops, install = [], cli._install_stop_handlers
 cli._install_stop_handlers = lambda: stops.append(install()) or stops[-1]

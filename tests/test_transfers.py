@@ -143,20 +143,20 @@ def test_pipeline_keeps_two_batches_in_flight_in_order(tmp_path, monkeypatch):
     src = make_video(tmp_path / "a.mkv", n=9, codec="ffv1")
     active, most = [0], [0]
     lock = threading.Lock()
-    make = Interpolator.make
+    make = Interpolator.make_unchecked
 
-    def slow_make(self, *args):
+    def slow_make(self, *args, **kwargs):
         with lock:
             active[0] += 1
             most[0] = max(most[0], active[0])
         time.sleep(0.05)  # long enough for the next batch to arrive meanwhile
         try:
-            return make(self, *args)
+            return make(self, *args, **kwargs)
         finally:
             with lock:
                 active[0] -= 1
 
-    monkeypatch.setattr(Interpolator, "make", slow_make)
+    monkeypatch.setattr(Interpolator, "make_unchecked", slow_make)
     runs = {}
     for depth in (2, 1):
         monkeypatch.setattr(Interpolator, "concurrent_batches", property(lambda self, d=depth: d))

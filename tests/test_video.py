@@ -224,7 +224,7 @@ def test_failure_leaves_nothing_and_no_threads(tmp_path):
     src = make_video(tmp_path / "a.mp4", n=10)
     engine = blend_engine()
     calls = {"n": 0}
-    real = engine.make
+    real = engine.make_unchecked
 
     def failing(*a, **k):
         calls["n"] += 1
@@ -232,7 +232,7 @@ def test_failure_leaves_nothing_and_no_threads(tmp_path):
             raise RuntimeError("boom")
         return real(*a, **k)
 
-    engine.make = failing
+    engine.make_unchecked = failing
     before = threading.active_count()
     with pytest.raises(RuntimeError, match="boom"):
         interpolate_video(src, tmp_path / "o.mp4", engine_factory=lambda n: engine, exp=1)

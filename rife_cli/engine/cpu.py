@@ -28,6 +28,8 @@ class CpuBackend:
     freed host memory kept for reuse (rife_cli.engine.hostmem); 3x3 convolutions by Winograd."""
 
     device_colour = False  # the host's exact conversion; nothing to gain from planes here
+    # Partial batches are not padded: here padding is compute (and lanes take pairs one by one).
+    fixed_batch = False
 
     def __init__(
         self,
@@ -80,6 +82,10 @@ class CpuBackend:
         """A host array as a tensor (no copy)."""
         return torch.from_numpy(np.ascontiguousarray(array))
 
+    def download(self, tensors) -> list[np.ndarray]:
+        """Tensors as arrays (no copy)."""
+        return [t.detach().numpy() for t in tensors]
+
     def stream(self):
         return contextlib.nullcontext()
 
@@ -95,7 +101,7 @@ class CpuBackend:
         forwards: 0.33 vs 0.38 pairs/s at 720p on 2 cores.)"""
         return self.lanes
 
-    def forward_context(self):
+    def forward_context(self, exact: bool = False):
         return winograd.enabled(self.winograd)
 
     def run(self, forward: Forward, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor):

@@ -7,8 +7,10 @@ trained on. uint8 and uint16 map to [0, 1] by their full range; float32 is taken
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import logging
+import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +27,7 @@ from ..models.cache import newest_cached_v4
 from ..models.loading import ModelSource, load_network, resolve, resolve_default
 from ..torchcompat import OutOfMemoryError
 from . import colour
-from .arrays import bgr_to_device, rows, to_arrays
+from .arrays import bgr_to_device, host_frames, quantise, rows, to_arrays
 from .colour import Yuv420
 
 log = logging.getLogger("rife")
@@ -115,6 +117,41 @@ class Request:
 
 
 @dataclass
+class Made:
+    """A batch's made frames, still on the device and not yet checked (Interpolator.make_unchecked):
+    one per request, and per request whether it is finite, computed on the device (None where
+    nothing is checked: fp32). What a redo needs comes along: the pairs' frames and the requests."""
+
+    frames: torch.Tensor  # N x 3 x Hp x Wp
+    # N bools: the frame and the flows it came from are finite. False also marks 4.0/4.1's
+    # large-motion pairs on CUDA, left NaN by the network for the redo (IFNetV4x "defer").
+    finite: torch.Tensor | None
+    a: torch.Tensor
+    b: torch.Tensor
+    requests: list[Request]
+
+
+# Device out-of-memory errors, whatever raised them: PyTorch's allocator (torch.OutOfMemoryError),
+# a CUDA call ("CUDA error: out of memory"), cuDNN or cuBLAS ("CUDNN_STATUS_ALLOC_FAILED").
+_DEVICE_OOM = re.compile(r"out of memory|alloc_failed", re.IGNORECASE)
+_OOM_TYPES = (OutOfMemoryError, torch.cuda.OutOfMemoryError)
+
+
+def is_device_oom(exc: BaseException) -> bool:
+    """Whether `exc` says the device ran out of memory (the batch can be halved and go on)."""
+    if isinstance(exc, _OOM_TYPES):
+        return True
+    return isinstance(exc, RuntimeError) and _DEVICE_OOM.search(str(exc)) is not None
+
+
+def is_host_oom(exc: BaseException) -> bool:
+    """The host ran out (MemoryError, or PyTorch's "DefaultCPUAllocator: can't allocate")."""
+    return isinstance(exc, MemoryError) or (
+        isinstance(exc, RuntimeError) and "alloc" in str(exc).lower()
+    )
+
+
+@dataclass
 class Interpolator:
     """What to make and how, whatever the device: pairs and timesteps (v4 any t in one pass, v3.x
     dyadic trees level by level), the precision policy and its fp32 redo, batching with back-off
@@ -172,6 +209,11 @@ class Interpolator:
             self.source = resolve(self.model, self.offline, self.notice)
             net = load_network(self.source, self.model_version, self.ensemble, self.notice)
         self.family: str = net.family
+        # The memory model's figures are per 4.x layout (versions of one run the same code).
+        self.memory_group: str = getattr(getattr(net, "layout", None), "name", None) or net.family
+        # Made frames a pair holds until its batch is downloaded (the memory model counts them):
+        # the caller says how many it will ask for (expect_outputs).
+        self.outputs_per_pair = 1
         # The speed-ups this device's backend takes, applied once to the plain network.
         net = transforms.apply(net, self.torch_device, self.backend.tuning(self.pad_channels))
         # Channels-last lets oneDNN / cuDNN pick their fast convolution paths: measured 1.3-1.45x on
@@ -180,6 +222,15 @@ class Interpolator:
         if self.channels_last:
             net = net.to(memory_format=torch.channels_last)
         self.net = self.backend.prepare(net)
+        # 4.0/4.1 on CUDA leave their large-motion pairs NaN ("defer": no wait for the device);
+        # the redo runs them through the same network in its sync-free "select" form.
+        self._redo_net = self.net
+        self._defers = False
+        form = getattr(self.net, "large_motion_form", None)
+        if form is not None and form(self.torch_device) == "defer":
+            self._redo_net = copy.copy(self.net)  # shares the modules; its own form
+            self._redo_net.large_motion = "select"
+            self._defers = True
         self._forward_net = (
             torch.compile(
                 self.net, dynamic=False, mode="reduce-overhead" if self.cuda_graphs else None
@@ -189,7 +240,7 @@ class Interpolator:
         )
         self.lanes = self.backend.lanes
         self.pad_to = max(net.pad_base, int(net.pad_base / self.scale))
-        self.fp32_fallbacks = 0  # pairs redone in fp32 because half precision gave NaN/Inf
+        self.fp32_fallbacks = 0  # frames redone in fp32: NaN/Inf in half, or deferred large motion
         self.oom_backoffs = 0  # times a batch was halved after an out-of-memory error
         self._max_batch: int | None = None  # the cap those halvings set
         self._count_lock = threading.Lock()  # make() may run in two threads (concurrent_batches)
@@ -246,9 +297,15 @@ class Interpolator:
         return self.backend.stream()
 
     def close(self) -> None:
-        """Stop the CPU lanes' threads (also done when the Interpolator is garbage-collected). The
-        Interpolator stays usable: they start again when next needed."""
+        """The input ended: stop the CPU lanes' threads (also done when the Interpolator is
+        garbage-collected), forget CUDA streams' warping grids. The Interpolator stays usable:
+        what it needs starts again when next needed."""
         self.backend.close()
+
+    def expect_outputs(self, per_pair: int) -> None:
+        """How many frames each pair of a batch will be asked for, at most (--multi 8: 7): they
+        stay on the device until the batch is downloaded, so the memory model counts them."""
+        self.outputs_per_pair = max(1, int(per_pair))
 
     def batch_for(self, width: int, height: int) -> int:
         """Pairs per forward for frames of this size: --batch-size, else the backend's choice (one
@@ -259,9 +316,10 @@ class Interpolator:
             n = self.backend.batch_for(
                 _ceil_to(width, self.pad_to),
                 _ceil_to(height, self.pad_to),
-                family=self.family,
+                family=self.memory_group,
                 scale=self.scale,
                 precision=self.precision,
+                outputs=self.outputs_per_pair,
             )
         cap = self._max_batch
         return min(n, cap) if cap else n
@@ -317,66 +375,112 @@ class Interpolator:
         dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
         return torch.autocast(self.torch_device.type, dtype=dtype)
 
-    def _net_call(self, autocast: bool, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor):
+    def _net_call(
+        self, autocast: bool, redo: bool, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor
+    ):
+        net = self._redo_net if redo else self._forward_net
         with (
             torch.inference_mode(),
-            self.backend.forward_context(),
+            self.backend.forward_context(exact=self.precision == "fp32"),
             self._autocast() if autocast else contextlib.nullcontext(),
         ):
             if self.family == "v4":
-                out = self._forward_net(a, b, t, self.scale)
+                out = net(a, b, t, self.scale)
             else:
-                out = self._forward_net(a, b, self.scale)
+                out = net(a, b, self.scale)
             return out.float()
 
-    def _run(self, a, b, t, autocast: bool) -> torch.Tensor:
-        return self.backend.run(functools.partial(self._net_call, autocast), a, b, t)
+    def _run(self, a, b, t, autocast: bool, redo: bool = False) -> torch.Tensor:
+        return self.backend.run(functools.partial(self._net_call, autocast, redo), a, b, t)
 
-    def _forward(self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """One forward of a batch, pairs that half precision made NaN/Inf redone in fp32."""
-        out = self._run(a, b, t, autocast=True)
-        if self.precision != "fp32":
-            bad = ~torch.isfinite(out).flatten(1).all(1)
-            if bool(bad.any()):
-                idx = bad.nonzero().flatten()
-                redo = self._run(a[idx], b[idx], t[idx], autocast=False)
-                with torch.inference_mode():
-                    out = out.index_copy(0, idx, redo)
-                with self._count_lock:
-                    self.fp32_fallbacks += int(idx.numel())
-        return out
+    def _forward(
+        self, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, exact: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One forward of a batch, and per pair whether its frame is finite (None when nothing is
+        checked: fp32 where no large-motion pair is deferred, or exact = the fp32 redo). The flag
+        stays on the device: reading it here would make the host wait for the forward; it comes
+        down with the frames (download)."""
+        if exact:
+            return self._run(a, b, t, autocast=False, redo=True), None
+        if self.precision == "fp32" and not self._defers:
+            return self._run(a, b, t, autocast=False), None
+        out = self._run(a, b, t, autocast=self.precision != "fp32")
+        with torch.inference_mode():
+            return out, torch.isfinite(out).flatten(1).all(1)
 
     def _batched(
-        self, n: int, gather: Callable[[int, int], tuple[torch.Tensor, ...]], h: int, w: int
-    ) -> torch.Tensor:
+        self,
+        n: int,
+        gather: Callable[[int, int], tuple[torch.Tensor, ...]],
+        h: int,
+        w: int,
+        exact: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Forwards over n pairs, batch_for(w, h) at a time, each batch gathered only when its
         turn comes (gather(i, j): pairs i to j - 1's first frames, second frames and t on the
-        device). Out of device memory, the batch is halved and the run goes on, down to one
-        pair."""
-        outs = []
+        device); the frames and their finite flags (see _forward). Where the backend wants fixed
+        shapes (CUDA), a short batch is padded to the full one by repeating its last pair. Out of
+        device memory while gathering or in a forward, the batch is halved and the run goes on,
+        down to one pair."""
+        out: torch.Tensor | None = None
+        ok: torch.Tensor | None = None
         i = 0
         while i < n:
-            k = min(self.batch_for(w, h), n - i)
-            a, b, t = gather(i, i + k)
+            full = self.batch_for(w, h)
+            k = min(full, n - i)
             try:
-                outs.append(self._forward(a, b, t))
-            except OutOfMemoryError:
-                if k == 1:
-                    raise ResourceError(
-                        f"out of GPU memory for one pair of {w}x{h}; try --scale 0.5 "
-                        "(--uhd) or a smaller model"
-                    ) from None
+                a, b, t = gather(i, i + k)
+                if self.backend.fixed_batch and k < full:
+                    a, b, t = (self._pad_rows(x, full) for x in (a, b, t))
+                frames, good = self._forward(a, b, t, exact)
+                if k == n:  # the whole request in one forward (the usual case): no copy
+                    out, ok = frames[:k], None if good is None else good[:k]
+                elif out is None:
+                    layout = torch.channels_last if self.channels_last else torch.contiguous_format
+                    out = torch.empty(
+                        (n, *frames.shape[1:]),
+                        dtype=frames.dtype,
+                        device=frames.device,
+                        memory_format=layout,
+                    )
+                    ok = None if good is None else good.new_empty(n)
+                if k < n:
+                    with torch.inference_mode():
+                        out[i : i + k] = frames[:k]
+                        if ok is not None:
+                            ok[i : i + k] = good[:k]
+            except (RuntimeError, MemoryError) as exc:
+                self._out_of_memory(exc, k, w, h)
                 self._back_off(k)
                 continue
-            except (MemoryError, RuntimeError) as exc:
-                if not isinstance(exc, MemoryError) and "alloc" not in str(exc):
-                    raise
-                raise ResourceError(
-                    f"out of memory for {k} pair(s) of {w}x{h}; try --scale 0.5 or a smaller "
-                    "--batch-size"
-                ) from None
+            finally:
+                a = b = t = frames = good = None  # a retry starts with this batch's memory free
             i += k
-        return outs[0] if len(outs) == 1 else torch.cat(outs, 0)
+        return out, ok
+
+    def _pad_rows(self, x: torch.Tensor, full: int) -> torch.Tensor:
+        pad = full - x.shape[0]
+        x = torch.cat([x, x[-1:].expand(pad, *x.shape[1:])])
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _out_of_memory(self, exc: BaseException, k: int, w: int, h: int) -> None:
+        """Returns if `exc` is the device's out-of-memory error and a smaller batch may fit;
+        raises a ResourceError for what halving cannot help, else re-raises `exc`."""
+        if is_device_oom(exc):
+            if k > 1:
+                return
+            raise ResourceError(
+                f"out of GPU memory for one pair of {w}x{h}; try --scale 0.5 (--uhd) or a "
+                "smaller model"
+            ) from None
+        if is_host_oom(exc):
+            raise ResourceError(
+                f"out of memory for {k} pair(s) of {w}x{h}; try --scale 0.5 or a smaller "
+                "--batch-size"
+            ) from None
+        raise exc
 
     def _back_off(self, batch: int) -> None:
         half = max(1, batch // 2)
@@ -387,30 +491,33 @@ class Interpolator:
         self.backend.backed_off(half)
         log.warning("out of GPU memory with %d pairs per forward: going on with %d", batch, half)
 
-    def make(
-        self, a: torch.Tensor, b: torch.Tensor, requests: Sequence[Request]
-    ) -> list[torch.Tensor]:
-        """Frames (1 x 3 x Hp x Wp each) for every request, batched across pairs and timesteps."""
-        if not requests:
-            return []
+    def make_unchecked(
+        self, a: torch.Tensor, b: torch.Tensor, requests: Sequence[Request], exact: bool = False
+    ) -> Made:
+        """The frames for every request, batched across pairs and timesteps, left on the device
+        with their finite flags: nothing here waits for the device. exact: in fp32, unchecked
+        (the redo of frames that half precision made NaN/Inf)."""
+        requests = list(requests)
         self.check_timesteps([r.t for r in requests])
         h, w = a.shape[2:]
         if self.family == "v4":
             pairs = [r.pair for r in requests]
-            ts = [float(r.t) for r in requests]
+            ts = np.array([float(r.t) for r in requests], np.float32)
 
             def gather(i: int, j: int):
-                t = torch.tensor(ts[i:j], device=a.device)
+                # page-locked and queued on CUDA: a pageable upload would wait for the stream
+                t = self.backend.upload(ts[i:j])
                 return rows(a, pairs[i:j]), rows(b, pairs[i:j]), t
 
-            out = self._batched(len(requests), gather, h, w)
-            return [out[i : i + 1] for i in range(len(requests))]
-        return self._make_dyadic(a, b, requests)
+            out, ok = self._batched(len(requests), gather, h, w, exact)
+            return Made(out, ok, a, b, requests)
+        return self._make_dyadic(a, b, requests, exact)
 
-    def _make_dyadic(self, a, b, requests: Sequence[Request]) -> list[torch.Tensor]:
+    def _make_dyadic(self, a, b, requests: list[Request], exact: bool) -> Made:
         # Every needed node of each pair's midpoint tree, made level by level: a level's midpoints
-        # are independent, so they run as one batch; parents stay unquantised float tensors.
-        made: dict[tuple[int, Fraction], torch.Tensor] = {}
+        # are independent, so they run as one batch; parents stay unquantised float tensors. A
+        # node is finite if its frame and both parents are (NaN parents make wrong children).
+        made: dict[tuple[int, Fraction], tuple[torch.Tensor, torch.Tensor | None]] = {}
         levels: dict[int, set[tuple[int, Fraction]]] = {}
         todo = [(r.pair, r.t) for r in requests]
         while todo:
@@ -426,7 +533,10 @@ class Interpolator:
                 return a[pair : pair + 1]
             if t == 1:
                 return b[pair : pair + 1]
-            return made[(pair, t)]
+            return made[(pair, t)][0]
+
+        def finite(pair: int, t: Fraction) -> torch.Tensor | None:
+            return None if t in (0, 1) else made[(pair, t)][1]
 
         h, w = a.shape[2:]
         for level in sorted(levels):
@@ -435,13 +545,119 @@ class Interpolator:
             def gather(i: int, j: int, nodes=nodes):
                 lo = torch.cat([get(p, _parents(t)[0]) for p, t in nodes[i:j]])
                 hi = torch.cat([get(p, _parents(t)[1]) for p, t in nodes[i:j]])
-                # On the frames' device: the fp32 redo indexes it with indices from there.
+                # On the frames' device, made there (no upload).
                 return lo, hi, torch.zeros(j - i, device=lo.device)
 
-            out = self._batched(len(nodes), gather, h, w)
-            for i, node in enumerate(nodes):
-                made[node] = out[i : i + 1]
-        return [get(r.pair, r.t) for r in requests]
+            out, ok = self._batched(len(nodes), gather, h, w, exact)
+            with torch.inference_mode():
+                for i, (p, t) in enumerate(nodes):
+                    flag = None
+                    if ok is not None:
+                        flag = ok[i : i + 1]
+                        for parent in _parents(t):
+                            up = finite(p, parent)
+                            flag = flag if up is None else flag & up
+                    made[(p, t)] = (out[i : i + 1], flag)
+        with torch.inference_mode():
+            frames = torch.cat([get(r.pair, r.t) for r in requests])
+            flags = [finite(r.pair, r.t) for r in requests]
+            ok_all = None if any(f is None for f in flags) else torch.cat(flags)
+        return Made(frames, ok_all, a, b, requests)
+
+    def make(
+        self, a: torch.Tensor, b: torch.Tensor, requests: Sequence[Request]
+    ) -> list[torch.Tensor]:
+        """Frames (1 x 3 x Hp x Wp each) for every request, batched across pairs and timesteps,
+        those half precision made NaN/Inf redone in fp32. For callers that keep the frames on the
+        device; it waits for the device once to check them (the pipeline downloads instead:
+        frames_for)."""
+        if not requests:
+            return []
+        made = self.make_unchecked(a, b, requests)
+        frames = made.frames
+        if made.finite is not None:
+            bad = (~made.finite).nonzero().flatten()
+            if bad.numel():
+                redo = self._redo(made, bad.tolist())
+                with torch.inference_mode():
+                    frames = frames.index_copy(0, bad, redo.frames)
+        return [frames[i : i + 1] for i in range(len(made.requests))]
+
+    def _redo(self, made: Made, bad: list[int]) -> Made:
+        """Requests `bad` of `made` made again in fp32 (and counted in fp32_fallbacks)."""
+        with self._count_lock:
+            self.fp32_fallbacks += len(bad)
+        return self.make_unchecked(made.a, made.b, [made.requests[i] for i in bad], exact=True)
+
+    def download(
+        self, made: Made, h: int, w: int, dtype=np.uint8, rounding: str = "nearest"
+    ) -> list[np.ndarray]:
+        """A batch's frames as host arrays (cropped to h x w, quantised as to_arrays does), with
+        one wait for the device: the frames and their finite flags come down together. Frames
+        that half precision made NaN/Inf are then redone in fp32 and come down in a second round
+        trip (rare)."""
+        if not made.requests:
+            return []
+        send = [quantise(made.frames, h, w, dtype, rounding)]
+        if made.finite is not None:
+            send.append(made.finite)
+        got = self.backend.download(send)
+        arrays = got[0]
+        if made.finite is not None and not got[1].all():
+            bad = np.flatnonzero(~got[1]).tolist()
+            redo = self._redo(made, bad)
+            (fixed,) = self.backend.download([quantise(redo.frames, h, w, dtype, rounding)])
+            arrays = arrays.copy()
+            arrays[bad] = fixed
+        return host_frames(arrays, dtype)
+
+    def frames_for(
+        self,
+        firsts: Sequence[np.ndarray | Yuv420],
+        seconds: Sequence[np.ndarray | Yuv420],
+        requests: Sequence[Request],
+        h: int,
+        w: int,
+        dtype=np.uint8,
+        rounding: str = "nearest",
+    ) -> list[np.ndarray]:
+        """One batch, pictures in and frames out: the pairs' pictures uploaded, the requests made,
+        the frames downloaded (download), all in the calling thread (on CUDA inside its stream:
+        see `stream`). Out of device memory at any of those stages (upload, gathers, the batch's
+        outputs, the download), the batch is halved and goes on, down to one pair."""
+        requests = list(requests)
+        if not requests:
+            return []
+        try:
+            return self._frames_once(firsts, seconds, requests, h, w, dtype, rounding)
+        except (RuntimeError, MemoryError) as exc:
+            self._out_of_memory(exc, len(firsts), w, h)
+        # Outside the handler: the failed attempt's tensors are freed with its traceback.
+        self._back_off(min(len(firsts), self.batch_for(w, h)))
+        step = self.batch_for(w, h)
+        by_pair: dict[int, list[int]] = {}
+        for n, r in enumerate(requests):
+            by_pair.setdefault(r.pair, []).append(n)
+        out: list[np.ndarray | None] = [None] * len(requests)
+        for lo in range(0, len(firsts), step):
+            hi = min(lo + step, len(firsts))
+            which = [n for p in range(lo, hi) for n in by_pair.get(p, [])]
+            part = self.frames_for(
+                firsts[lo:hi],
+                seconds[lo:hi],
+                [Request(requests[n].pair - lo, requests[n].t) for n in which],
+                h,
+                w,
+                dtype,
+                rounding,
+            )
+            for n, arr in zip(which, part):
+                out[n] = arr
+        return out
+
+    def _frames_once(self, firsts, seconds, requests, h, w, dtype, rounding):
+        a, b = self.to_pair_tensors(firsts, seconds)
+        return self.download(self.make_unchecked(a, b, requests), h, w, dtype, rounding)
 
     # ----- conveniences for callers holding two frames
     def interpolate(
@@ -454,9 +670,8 @@ class Interpolator:
                 raise UsageError(f"timestep {t} is outside (0, 1)")
         h, w = frame0.shape[:2]
         with self.stream():
-            x = self.to_tensor([frame0, frame1])
-            out = self.make(x[0:1], x[1:2], [Request(0, t) for t in ts])
-            return self.to_arrays(out, h, w, frame0.dtype)
+            reqs = [Request(0, t) for t in ts]
+            return self.frames_for([frame0], [frame1], reqs, h, w, frame0.dtype)
 
     def timestep_for_ratio(self, ratio: float) -> Fraction:
         """The timestep a ratio is made at: itself for v4.0, the bisection's end for v3.x."""

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .finite import unless_finite
 from .warp import warp
 
 
@@ -104,4 +105,4 @@ class IFNetV3(nn.Module):
             w0 = warp(img0, flow[:, 0:2])
             w1 = warp(img1, flow[:, 2:4])
         m = torch.sigmoid(mask)
-        return w0 * m + w1 * (1 - m)
+        return unless_finite(w0 * m + w1 * (1 - m), flow)

@@ -14,11 +14,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .finite import unless_finite
 from .ifnet_v3 import deconv, resize, swap
 from .warp import warp
 
 # Family A: a block-1 flow update larger than this (pixels, both directions) redoes the pair coarser.
 LARGE_MOTION = 32
+# How family A redoes those pairs:
+# - "subset": only them, after reading on the host which they are (on CUDA a wait for the device:
+#   the host queues nothing meanwhile);
+# - "select": the coarse pass on the whole batch, each pair's frame picked on the device (no
+#   wait, one shape, but the pass always runs: 0.71x the pairs/s on this project's CPU, see
+#   docs/notes-engine.md);
+# - "defer": no coarse pass; those pairs' frames come out NaN, which the engine's finite flags
+#   (downloaded with the frames, no wait) send to its redo, where the network runs in "select"
+#   form on them alone. No wait and no extra work where there is no large motion (most pairs).
+# - "auto": "subset" where the tensors are on the CPU (reading them there waits for nothing),
+#   else "defer".
+LARGE_MOTION_FORMS = ("auto", "subset", "select", "defer")
 
 
 @dataclass(frozen=True)
@@ -219,6 +232,7 @@ class IFNetV4x(nn.Module):
     """Any RIFE 4.x network: forward(img0, img1, t, scale) -> the frame at t (padded size)."""
 
     family = "v4"  # the engine's family: any timestep in one pass
+    large_motion = "auto"  # one of LARGE_MOTION_FORMS (family A only)
 
     def __init__(self, layout: Layout, version: str | None = None, ensemble: bool = False):
         super().__init__()
@@ -273,7 +287,7 @@ class IFNetV4x(nn.Module):
     def _blend(self, p: _Pair, flow, mask) -> torch.Tensor:
         w0, w1 = warp(p.img0, flow[:, 0:2]), warp(p.img1, flow[:, 2:4])
         sm = torch.sigmoid(mask)
-        return w0 * sm + w1 * (1 - sm)
+        return unless_finite(w0 * sm + w1 * (1 - sm), flow)
 
     def _rest(self, p: _Pair, scales, start: int, flow, mask, feat) -> torch.Tensor:
         for i in range(start, len(self.blocks)):
@@ -300,10 +314,17 @@ class IFNetV4x(nn.Module):
             return self._rest(p, scales, 1, flow, mask, feat)
         d, m, _, d_fwd = self._level(1, p, scales[1], flow, mask, feat)
         # Large motion, decided per pair on the forward update (as the reference decides it for a
-        # batch of one): those pairs start again at twice the scales. One host sync per batch.
+        # batch of one): those pairs start again at twice the scales.
         fa = d_fwd.abs().amax(dim=(2, 3))
         large = (fa[:, 0:2].amax(1) > LARGE_MOTION) & (fa[:, 2:4].amax(1) > LARGE_MOTION)
         flow, mask = self._update(flow, mask, d, m)
+        form = self.large_motion_form(large.device)
+        if form == "defer":
+            fine = self._rest(p, scales, 2, flow, mask, None)
+            return torch.where(large.view(n, 1, 1, 1), torch.nan, fine)
+        if form == "select":
+            fine = self._rest(p, scales, 2, flow, mask, None)
+            return torch.where(large.view(n, 1, 1, 1), self._coarse(p, scales), fine)
         if not bool(large.any()):
             return self._rest(p, scales, 2, flow, mask, None)
         out = torch.empty_like(img0)
@@ -311,12 +332,24 @@ class IFNetV4x(nn.Module):
         if keep.numel():
             out[keep] = self._rest(p.rows(keep), scales, 2, flow[keep], mask[keep], None)
         idx = large.nonzero().flatten()
-        q, coarse = p.rows(idx), [2 * x for x in scales]
-        flow, mask, _ = self._first(q, coarse[0], False)  # the rerun of block 0 is not ensembled
-        d, m, _, _ = self._level(1, q, coarse[1], flow, mask, None)
-        flow, mask = self._update(flow, mask, d, m)
-        out[idx] = self._rest(q, coarse, 2, flow, mask, None)
+        out[idx] = self._coarse(p.rows(idx), scales)
         return out
+
+    def large_motion_form(self, device: torch.device) -> str | None:
+        """The large-motion form this network takes on `device` (None: not family A)."""
+        if self.layout.family != "A":
+            return None
+        if self.large_motion == "auto":
+            return "subset" if device.type == "cpu" else "defer"
+        return self.large_motion
+
+    def _coarse(self, p: _Pair, scales) -> torch.Tensor:
+        """Family A's large-motion pass: from the frames again at twice the scales."""
+        coarse = [2 * x for x in scales]
+        flow, mask, _ = self._first(p, coarse[0], False)  # the rerun of block 0 is not ensembled
+        d, m, _, _ = self._level(1, p, coarse[1], flow, mask, None)
+        flow, mask = self._update(flow, mask, d, m)
+        return self._rest(p, coarse, 2, flow, mask, None)
 
 
 def newest_first(versions) -> list[str]:

@@ -13,6 +13,21 @@ _GRIDS: dict[tuple, torch.Tensor] = {}
 MAX_GRIDS_PER_STREAM = 16
 
 
+def drop_grids(stream: int | None = None, device: torch.device | None = None) -> None:
+    """Forget the grids cached for one stream (its thread is done), or for every stream of a
+    device (the input ended; each input gets new streams, so without this a batch of many files
+    would keep every input's grids). Safe while a batch runs: a forward holds its own reference,
+    and the allocator reuses the memory only in the order of the stream that made it."""
+    for key in list(_GRIDS):
+        where = key[3]
+        if device is not None and (
+            where.type != device.type or device.index is not None and where.index != device.index
+        ):
+            continue
+        if stream is None or key[0] == stream:
+            _GRIDS.pop(key, None)
+
+
 def _stream_key(device: torch.device) -> int | None:
     """Which stream the grid is for: the current CUDA stream; None on the CPU (ordered by the
     calling thread itself, and the tensors read-only once made)."""

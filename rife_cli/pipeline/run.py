@@ -64,7 +64,8 @@ class Summary:
     bad_packets: int = 0  # corrupt packets skipped while decoding
     resized_frames: int = 0  # decoded frames of another size than the stream's, scaled to it
     skipped: bool = False  # --skip-existing found the output already there
-    fp32_fallbacks: int = 0  # pairs redone in fp32 because half precision overflowed
+    # frames redone in fp32: half precision gave NaN/Inf, or (CUDA) 4.0/4.1 large motion
+    fp32_fallbacks: int = 0
     oom_backoffs: int = 0  # batches halved after running out of device memory
     hwaccel: str | None = None  # the device that decoded the video (--hwaccel); None: software
     duplicates: int = 0  # repeated frames dropped by --dedup (counted in frames_in)
@@ -259,7 +260,8 @@ class _Run:
         self.shard = shard
         self.enough = threading.Event()  # set by inference: the shard's last pair is in hand
         self.pool: ThreadPoolExecutor | None = None  # batch workers, when the engine takes two
-        self.pending: deque[tuple[list, Future]] = deque()  # batches in their hands, oldest first
+        # batches in the workers' hands, oldest first, and the segment cuts waiting behind them
+        self.pending: deque[tuple[list, Future] | SegmentCut] = deque()
         self.dedup = _dedup_stage(info, opts)
         self.scenes = scenes.SceneStage(opts.scene_threshold) if opts.scene_threshold > 0 else None
 
@@ -341,13 +343,15 @@ class _Run:
                     and self.clock.full()
                 ):
                     self.flush(batch, out_q)
-                    self.drain(out_q)
                     batch = []
-                    out_q.put(SegmentCut(prev.index, self.segment_cuts))
+                    # In line behind the batches still being made: the writer closes the segment
+                    # after their frames, and the engine never runs dry at a cut.
+                    self.cut(out_q, SegmentCut(prev.index, self.segment_cuts))
                     self.segment_cuts = 0
                     if self.clock is not None:
                         self.clock.reset()
                     if self.stop is not None and self.stop.is_set():
+                        self.drain(out_q)
                         self.stopped = True
                         return
                 self.add_pair(batch, prev, frame, plan)
@@ -385,6 +389,10 @@ class _Run:
     def batch_pairs(self) -> int:
         """Pairs per batch: the engine's choice for this frame size where it makes one (on CUDA
         from its memory model, smaller after an out-of-memory back-off), else its batch size."""
+        expect = getattr(self.engine, "expect_outputs", None)
+        if expect is not None:  # made frames a pair holds on the device until its download
+            f = self.target.factor
+            expect(f.numerator - 1 if f.denominator == 1 else -(-f.numerator // f.denominator))
         batch_for = getattr(self.engine, "batch_for", None)
         return batch_for(self.info.width, self.info.height) if batch_for else self.engine.batch_size
 
@@ -417,17 +425,28 @@ class _Run:
         if self.pool is None:
             self.pool = ThreadPoolExecutor(depth, thread_name_prefix="rife-batch")
         self.pending.append((batch, self.pool.submit(self.make, batch)))
-        while len(self.pending) >= depth:
+        while sum(not isinstance(p, SegmentCut) for p in self.pending) >= depth:
             self.emit_oldest(q)
 
+    def cut(self, q: ByteQueue, marker: SegmentCut) -> None:
+        """Close the segment after the frames of every batch handed out so far: the marker
+        waits in `pending` behind them (the workers go on), or goes at once if none is there."""
+        if self.pending:
+            self.pending.append(marker)
+        else:
+            q.put(marker)
+
     def drain(self, q: ByteQueue) -> None:
-        """Emit every batch still in the workers' hands (before a segment closes, and at the end)."""
+        """Emit every batch still in the workers' hands (at a stop, and at the end)."""
         while self.pending:
             self.emit_oldest(q)
 
     def emit_oldest(self, q: ByteQueue) -> None:
+        """The oldest batch's frames, then the segment cuts that waited for them."""
         batch, made = self.pending.popleft()
         self.emit_batch(batch, wait_for(made), q)
+        while self.pending and isinstance(self.pending[0], SegmentCut):
+            q.put(self.pending.popleft())
 
     def close(self, wait: bool = True) -> None:
         """Stop the batch workers, if any: waiting for the batches they are making, or (when told
@@ -448,13 +467,17 @@ class _Run:
         stream = getattr(self.engine, "stream", contextlib.nullcontext)
         first = batch[0][0]
         dtype = first.image.dtype if first.image is not None else np.uint8
+        reqs = [Request(j, s.t) for j, i in enumerate(need) for s in batch[i][2] if s.t]
         with stream():
-            a, b = self.engine.to_pair_tensors(
-                [batch[i][0].picture for i in need], [batch[i][1].picture for i in need]
+            # upload, make, one download with the frames' finite flags (fp32 redo after it)
+            arrays = self.engine.frames_for(
+                [batch[i][0].picture for i in need],
+                [batch[i][1].picture for i in need],
+                reqs,
+                self.info.height,
+                self.info.width,
+                dtype,
             )
-            reqs = [Request(j, s.t) for j, i in enumerate(need) for s in batch[i][2] if s.t]
-            outs = self.engine.make(a, b, reqs)
-            arrays = self.engine.to_arrays(outs, self.info.height, self.info.width, dtype)
         for r, arr in zip(reqs, arrays):
             made[(need[r.pair], r.t)] = arr
         return made
