@@ -265,7 +265,8 @@ def yuv420_to_bgr(pic: Yuv420, data: torch.Tensor) -> torch.Tensor:
     h, w = pic.height, pic.width
     flat = data.reshape(-1)
     if flat.dtype != torch.uint8:
-        flat = flat.to(torch.int32)  # uint16 samples: few operators take that type
+        # 16-bit samples come as int16 (uint16's CUDA kernels are few): their bits, unsigned.
+        flat = flat.to(torch.int32) & 0xFFFF
     if lay.msb:
         flat = flat >> 6
     (_, _), (ch, cw) = plane_rows(lay, w, h)[:2]
@@ -288,13 +289,14 @@ def yuv420_to_bgr(pic: Yuv420, data: torch.Tensor) -> torch.Tensor:
 
 
 def bgr_to_planes(x: torch.Tensor, fmt: PlaneFormat) -> torch.Tensor:
-    """[N, 3, h, w] float BGR in [0, 1] -> [N, rows, w] samples of `fmt` (uint8, or uint16 above
-    8 bits), laid out as Planes.data, on x's device. The frame is first rounded to fmt.levels, as
+    """[N, 3, h, w] float BGR in [0, 1] -> [N, rows, w] samples of `fmt` (uint8; above 8 bits
+    int16 holding the uint16 samples' bits, as uint16's CUDA kernels are few), laid out as
+    Planes.data, on x's device. The frame is first rounded to fmt.levels, as
     the BGR path's frames are, then converted as swscale converts BGR to the encoder's format."""
     import torch
 
     lay = fmt.layout
-    n, _, h, w = x.shape
+    n, w = x.shape[0], x.shape[-1]
     top = float(fmt.levels)
     x = (x.float().clamp(0.0, 1.0) * top).round_() / _white(fmt.levels)
     b, g, r = x[:, 0], x[:, 1], x[:, 2]
@@ -319,7 +321,8 @@ def bgr_to_planes(x: torch.Tensor, fmt: PlaneFormat) -> torch.Tensor:
     out = out.to(torch.int32)
     if lay.msb:
         out = out << 6
-    return out.to(torch.uint16).reshape(n, -1, w)
+    out = torch.where(out >= 32768, out - 65536, out)  # the same 16 bits, as int16
+    return out.to(torch.int16).reshape(n, -1, w)
 
 
 def chroma_cosited(pic: Yuv420, host_bgr: np.ndarray) -> bool:

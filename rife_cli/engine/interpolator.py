@@ -24,8 +24,8 @@ from ..models import transforms
 from ..models.cache import newest_cached_v4
 from ..models.loading import ModelSource, load_network, resolve, resolve_default
 from . import colour
-from .arrays import bgr_to_device, rows, to_arrays
-from .colour import Yuv420
+from .arrays import bgr_to_device, rows, to_arrays, to_planes
+from .colour import PlaneFormat, Planes, Yuv420
 
 log = logging.getLogger("rife")
 
@@ -273,7 +273,7 @@ class Interpolator:
         return self.backend.device_colour
 
     def to_tensor(self, frames: Sequence[np.ndarray | Yuv420]) -> torch.Tensor:
-        """Stack BGR frames (or YUV 4:2:0 pictures, converted on the device) into an
+        """Stack BGR frames (or YUV pictures, converted on the device) into an
         N x 3 x Hp x Wp float32 batch on the device, zero-padded."""
         upload = self.backend.upload
         if all(isinstance(f, np.ndarray) for f in frames):
@@ -283,7 +283,7 @@ class Interpolator:
                 [
                     bgr_to_device([f], upload)
                     if isinstance(f, np.ndarray)
-                    else colour.yuv420_to_bgr(f, upload(f.data))
+                    else colour.yuv420_to_bgr(f, upload(_signed(f.data)))
                     for f in frames
                 ]
             )
@@ -307,7 +307,20 @@ class Interpolator:
         x = self.to_tensor(frames)
         return rows(x, [where[id(f)] for f in firsts]), rows(x, [where[id(f)] for f in seconds])
 
-    to_arrays = staticmethod(to_arrays)
+    @staticmethod
+    def to_arrays(
+        x: torch.Tensor | Sequence[torch.Tensor],
+        h: int,
+        w: int,
+        dtype=np.uint8,
+        rounding: str = "nearest",
+        planes: PlaneFormat | None = None,
+    ) -> list[np.ndarray] | list[Planes]:
+        """Made frames on the host: BGR arrays of `dtype` (rife_cli.engine.arrays.to_arrays), or
+        with `planes` the encoder's YUV planes, converted on the device (to_planes)."""
+        if planes is not None:
+            return to_planes(x, h, w, planes)
+        return to_arrays(x, h, w, dtype, rounding)
 
     # ----- the network
     def _autocast(self):
@@ -468,6 +481,11 @@ class Interpolator:
     @property
     def description(self) -> str:
         return f"{self.source.label} ({self.family}) on {self.torch_device} {self.precision}"
+
+
+def _signed(data: np.ndarray) -> np.ndarray:
+    """16-bit samples as int16, the same bits (uint16 has few CUDA kernels); others as they are."""
+    return data.view(np.int16) if data.dtype == np.uint16 else data
 
 
 def _ceil_to(n: int, base: int) -> int:

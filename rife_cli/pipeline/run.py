@@ -233,10 +233,13 @@ class _Run:
         journal=None,
         hwaccel=None,
         shard=None,
+        out_planes=None,
     ):
         """With a journal, the run goes on after its finished segments and closes new ones. With
         hwaccel, the video is decoded on that device (see check_hwaccel). With a shard, only the
-        pairs that start in it are made (see rife_cli.scale.shards)."""
+        pairs that start in it are made (see rife_cli.scale.shards). With out_planes (a
+        rife_cli.engine.colour.PlaneFormat, see plane_format), made frames come from the engine as
+        the encoder's planes."""
         self.info, self.target, self.engine, self.opts = info, target, engine, opts
         self.png, self.progress, self.warn = png, progress, warn
         self.cancel = threading.Event()
@@ -255,6 +258,7 @@ class _Run:
         self.stats: dict = {"bad_packets": 0, "resized_frames": 0}
         self.hwaccel: str | None = hwaccel
         self.shard = shard
+        self.out_planes = out_planes
         self.enough = threading.Event()  # set by inference: the shard's last pair is in hand
         self.pool: ThreadPoolExecutor | None = None  # batch workers, when the engine takes two
         self.pending: deque[tuple[list, Future]] = deque()  # batches in their hands, oldest first
@@ -298,8 +302,10 @@ class _Run:
             index, image, original = item
             if self.png:
                 sink.write(index, image, None)
+            elif image is None or not isinstance(image, np.ndarray):
+                sink.write(index, image, original)  # a source frame, or the encoder's planes
             else:
-                sink.write(index, None if image is None else as_bgr(image), original)
+                sink.write(index, as_bgr(image), original)
 
     # ----- inference
     def infer(self, src_q: ByteQueue, out_q: ByteQueue, end_hold: bool) -> None:
@@ -441,14 +447,21 @@ class _Run:
             return made
         stream = getattr(self.engine, "stream", contextlib.nullcontext)
         first = batch[0][0]
-        dtype = first.image.dtype if first.image is not None else np.uint8
+        if first.image is not None:
+            dtype = first.image.dtype
+        else:
+            dtype = np.uint16 if first.planes.layout.bits > 8 else np.uint8
+        h, w = self.info.height, self.info.width
         with stream():
             a, b = self.engine.to_pair_tensors(
                 [batch[i][0].picture for i in need], [batch[i][1].picture for i in need]
             )
             reqs = [Request(j, s.t) for j, i in enumerate(need) for s in batch[i][2] if s.t]
             outs = self.engine.make(a, b, reqs)
-            arrays = self.engine.to_arrays(outs, self.info.height, self.info.width, dtype)
+            if self.out_planes is not None:
+                arrays = self.engine.to_arrays(outs, h, w, planes=self.out_planes)
+            else:
+                arrays = self.engine.to_arrays(outs, h, w, dtype)
         for r, arr in zip(reqs, arrays):
             made[(need[r.pair], r.t)] = arr
         return made
@@ -660,6 +673,7 @@ def interpolate_video(
         journal=journal,
         hwaccel=hwaccel,
         shard=shard,
+        out_planes=plane_format(info, enc, engine, opts, png),
     )
     src_q = ByteQueue(opts.queue_bytes, run.cancel)
     out_q = ByteQueue(opts.queue_bytes, run.cancel)
@@ -832,6 +846,24 @@ def _open_segments(inp, out, info, target, engine, opts, enc, warn, shard=None):
         )
 
     return SegmentedSink(journal, segment, out.suffix), journal
+
+
+def plane_format(info: SourceInfo, enc, engine, opts: Options, png: bool):
+    """The encoder's planes that made frames are converted to on the device, or None for BGR:
+    where the engine converts colour on the device (CUDA), the output is a video, and the
+    encoder's pixel format is one the device writes at the source's depth (8-bit sources to
+    8-bit formats, deeper ones to 10-bit: swscale dithers going down, which the device does not
+    copy). --montage and image sequences (alpha, gray) keep BGR."""
+    from ..engine.colour import LAYOUTS, PlaneFormat, full_range_format
+
+    if not getattr(engine, "device_colour", False) or png or opts.montage or info.is_images:
+        return None
+    layout = LAYOUTS.get(enc.pix_fmt) if enc is not None else None
+    if layout is None or (layout.bits > 8) != (info.bits > 8):
+        return None
+    colour = _colour(info)
+    full = colour.range == 2 or full_range_format(enc.pix_fmt)  # yuvj: full, whatever is said
+    return PlaneFormat(enc.pix_fmt, colour.matrix, full, 65535 if info.bits > 8 else 255)
 
 
 def _colour(info: SourceInfo):

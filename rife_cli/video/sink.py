@@ -16,6 +16,7 @@ from ..errors import OutputError, UsageError
 
 # SVT-AV1 writes a banner per encoder to stderr unless told to report errors only.
 os.environ.setdefault("SVT_LOG", "1")
+from ..engine.colour import LAYOUTS, Planes, plane_rows
 from .hdr import HDR_ENCODERS, Hdr10, encoder_params
 from .images import write_image
 from .source import SWS_FLAGS, Colour, sws_matrix
@@ -236,12 +237,18 @@ class VideoSink:
             interpolation=SWS_FLAGS,
         )
 
-    def write(self, index: int, image: np.ndarray | None, original: av.VideoFrame | None) -> None:
-        """Frame `index` from a BGR array, or a decoded source frame passed through untouched."""
+    def write(
+        self, index: int, image: np.ndarray | Planes | None, original: av.VideoFrame | None
+    ) -> None:
+        """Frame `index` from a BGR array, from planes already in the encoder's pixel format
+        (converted on the device: no swscale here), or a decoded source frame passed through
+        untouched."""
         if original is not None:
             frame = (
                 original if original.format.name == self.pix_fmt else self._convert(original, False)
             )
+        elif isinstance(image, Planes):
+            frame = frame_from_planes(image)
         else:
             fmt = "bgr48le" if image.dtype == np.uint16 else "bgr24"
             frame = self._convert(av.VideoFrame.from_ndarray(image, format=fmt), True)
@@ -267,6 +274,21 @@ class VideoSink:
 
     def abort(self) -> None:
         self._abort()
+
+
+def frame_from_planes(planes: Planes) -> av.VideoFrame:
+    """A frame for the encoder made from planes in its own pixel format: each plane's rows copied
+    into the frame's (whose rows may be padded), nothing converted."""
+    lay = LAYOUTS[planes.pix_fmt]
+    item = np.dtype(lay.dtype).itemsize
+    frame = av.VideoFrame(planes.width, planes.height, planes.pix_fmt)
+    flat = planes.data.reshape(-1)
+    at = 0
+    for plane, (rows, n) in zip(frame.planes, plane_rows(lay, planes.width, planes.height)):
+        dst = np.frombuffer(plane, lay.dtype).reshape(rows, plane.line_size // item)
+        dst[:, :n] = flat[at : at + rows * n].reshape(rows, n)
+        at += rows * n
+    return frame
 
 
 class ImageSink:
