@@ -813,15 +813,20 @@ def bench(
     is_flag=True,
     help="Do not try the NVIDIA decoder and encoders on the GPU (faster; 'built' only).",
 )
+@click.option(
+    "--no-bench",
+    is_flag=True,
+    help="Skip the short pipeline bench (which side limits this box; a few seconds).",
+)
 @reported
-def doctor(as_json, no_gpu_probe):
+def doctor(as_json, no_gpu_probe, no_bench):
     """What this machine offers: PyTorch, CUDA and GPUs, NVDEC/NVENC, CPU, models, disk; and the
     flags it suggests."""
     import json
 
     from .doctor import collect, render
 
-    report = collect(try_gpu=not no_gpu_probe)
+    report = collect(try_gpu=not no_gpu_probe, bench=not no_bench)
     click.echo(json.dumps(report.as_dict(), indent=1) if as_json else render(report))
 
 

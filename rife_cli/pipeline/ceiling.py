@@ -167,12 +167,16 @@ def pipeline_bench(
     pix_fmt: str | None = None,
     bare: bool = True,
     log: Callable[[str], None] | None = None,
+    queue_bytes: int | None = None,
 ) -> dict:
     """Run the pipeline on `input_path` with the stand-in engine, then (with `bare`) PyAV's bare
     decode and encode of as many frames. Without `output`, the video goes to a temporary file
     that is removed. Returns {"fps_out", "frames_out", "seconds", "cpu_s_per_frame",
     "bare_fps_out", "bare_seconds", "bare_cpu_s_per_frame", "ratio", "frames_in", "size",
-    "codec", "pix_fmt", "preset", "crf", "rss_warm_mib", "rss_late_mib", "rss_growth_mib"}."""
+    "codec", "pix_fmt", "preset", "crf", "rss_warm_mib", "rss_late_mib", "rss_growth_mib",
+    "steady_fps_out"}. steady_fps_out: the rate frames were handed to the writer from WARM_UP of
+    them to the last, start-up and the final mux left out; it tracks the encoder once the
+    writer's queue is full (`queue_bytes` small for a short input: a few frames' worth)."""
     from ..engine import Request  # noqa: F401 - PyTorch loaded before the clock starts, as a
     from .run import Options, interpolate_video, prepare  # real run's engine has it loaded
 
@@ -185,6 +189,8 @@ def pipeline_bench(
         out = Path(output) if output is not None else tmp / f"out{_suffix(inp)}"
         settings = {"exp": exp, "multi": multi, "fps": fps, "codec": codec, "preset": preset}
         settings.update(crf=crf, pix_fmt=pix_fmt, force=output is None)
+        if queue_bytes is not None:
+            settings["queue_bytes"] = queue_bytes
         # The encoder's settings as the run fills them in (and any usage error, before timing).
         job = prepare(inp, out, None, Options(**settings), log or (lambda msg: None))
         if job.png:
@@ -194,11 +200,16 @@ def pipeline_bench(
         # filled, the encoder's look-ahead full) and again at LATE of them.
         rss: dict[str, float] = {}
         total_out = [0]
+        marks: dict[str, tuple[int, float]] = {}
 
         def total(n):
             total_out[0] = n or 0
 
         def progress(n: int) -> None:
+            now = time.perf_counter()
+            marks["last"] = (n, now)
+            if "warm" not in marks and total_out[0] and n >= WARM_UP * total_out[0]:
+                marks["warm"] = (n, now)
             for key, share in (("warm", WARM_UP), ("late", LATE)):
                 if key not in rss and total_out[0] and n >= share * total_out[0]:
                     rss[key] = _rss_mib()
@@ -224,6 +235,9 @@ def pipeline_bench(
             "seconds": round(seconds, 3),
             "cpu_s_per_frame": round(cpu / max(1, s.frames_out), 5),
         }
+        if "warm" in marks and marks["last"][0] > marks["warm"][0]:
+            (n0, t0_), (n1, t1) = marks["warm"], marks["last"]
+            result["steady_fps_out"] = round((n1 - n0) / (t1 - t0_), 2)
         result.update(
             codec=enc.codec,
             pix_fmt=enc.pix_fmt,

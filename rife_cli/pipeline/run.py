@@ -14,7 +14,7 @@ import time as clock
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -649,6 +649,12 @@ def interpolate_video(
             f"model {engine.source.label} makes only midpoints and cannot serve {why}; "
             "use --model v4.0"
         )
+    gpu = gpu_index(engine)
+    if gpu is not None:
+        # NVDEC and NVENC on the engine's own GPU (a --devices worker's), not on the first.
+        hwaccel = f"{hwaccel}:{gpu}" if hwaccel else None
+        if enc is not None:
+            enc = replace(enc, gpu=gpu)
     fallbacks_before = getattr(engine, "fp32_fallbacks", 0)
     backoffs_before = getattr(engine, "oom_backoffs", 0)
     if info.frames and total:
@@ -767,7 +773,7 @@ def interpolate_video(
         resized_frames=run.stats["resized_frames"],
         fp32_fallbacks=getattr(engine, "fp32_fallbacks", 0) - fallbacks_before,
         oom_backoffs=getattr(engine, "oom_backoffs", 0) - backoffs_before,
-        hwaccel=hwaccel,
+        hwaccel=job.hwaccel,
         duplicates=run.dedup.dropped if run.dedup else 0,
         flashes=run.scenes.flashes if run.scenes else 0,
     )
@@ -846,6 +852,19 @@ def _open_segments(inp, out, info, target, engine, opts, enc, warn, shard=None):
         )
 
     return SegmentedSink(journal, segment, out.suffix), journal
+
+
+def gpu_index(engine) -> int | None:
+    """The CUDA device the engine runs on (its index, the current device's where it names none);
+    None off CUDA."""
+    dev = getattr(engine, "torch_device", None)
+    if getattr(dev, "type", None) != "cuda":
+        return None
+    if dev.index is not None:
+        return dev.index
+    import torch
+
+    return torch.cuda.current_device()
 
 
 def plane_format(info: SourceInfo, enc, engine, opts: Options, png: bool):

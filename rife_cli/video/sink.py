@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -50,6 +51,7 @@ class EncodeOptions:
     preset: str | None = None
     pix_fmt: str | None = None
     hdr: Hdr10 | None = None  # HDR10 metadata to write (libx265, libsvtav1)
+    gpu: int | None = None  # NVENC: the CUDA device to encode on (a --devices worker's own)
 
 
 def container_of(path: Path) -> str | None:
@@ -145,10 +147,24 @@ def default_pix_fmt(codec: str, bits: int) -> str:
     return EIGHT_BIT.get(codec, "yuv420p")
 
 
+# NVENC's constant quality without --crf: the software encoders' default CRF for the same format
+# (x264 23, x265 28, SVT-AV1 35), so that leaving --crf out means the same intent on either.
+NVENC_CQ = {"h264_nvenc": 23, "hevc_nvenc": 28, "av1_nvenc": 35}
+# NVIDIA data-centre GPUs without an NVENC engine (their NVDEC decodes; nothing encodes).
+NO_NVENC = re.compile(r"\b(A100|A800|A30|H100|H800|H200|H20)\b")
+
+
 def encoder_options(opts: EncodeOptions) -> dict[str, str]:
     options = {}
-    if opts.crf is not None:
-        options["cq" if opts.codec.endswith("nvenc") else "crf"] = str(opts.crf)
+    if opts.codec.endswith("_nvenc"):
+        # Constant quality: VBR with a quality target and no bitrate cap (b=0); FFmpeg's default
+        # otherwise is a 2 Mbit/s average whatever the picture.
+        options.update(rc="vbr", b="0")
+        options["cq"] = str(opts.crf if opts.crf is not None else NVENC_CQ.get(opts.codec, 23))
+        if opts.gpu is not None:
+            options["gpu"] = str(opts.gpu)
+    elif opts.crf is not None:
+        options["crf"] = str(opts.crf)
     if opts.preset:
         options["preset"] = opts.preset
     if opts.codec == "libx264":
@@ -160,6 +176,34 @@ def encoder_options(opts: EncodeOptions) -> dict[str, str]:
         params = [p for p in (options.get(key), encoder_params(opts.codec, opts.hdr)) if p]
         options[key] = ":".join(params)
     return options
+
+
+def nvidia_gpus() -> list[str]:
+    """The NVIDIA GPUs' model names as the driver lists them (no PyTorch, no CUDA call)."""
+    names = []
+    for info in sorted(Path("/proc/driver/nvidia/gpus").glob("*/information")):
+        try:
+            for line in info.read_text().splitlines():
+                if line.startswith("Model:"):
+                    names.append(line.split(":", 1)[1].strip())
+        except OSError:
+            continue
+    return names
+
+
+def _why_no_nvenc(codec: str) -> None:
+    """An NVENC encoder that did not open, where the reason is known: one line that names a
+    software encoder to use instead."""
+    soft = {"hevc_nvenc": "libx265", "av1_nvenc": "libsvtav1"}.get(codec, "libx264")
+    gpus = nvidia_gpus()
+    if not gpus and not Path("/dev/nvidiactl").exists():
+        raise UsageError(f"--codec {codec}: no NVIDIA GPU or driver here; use --codec {soft}")
+    lacking = [g for g in gpus if NO_NVENC.search(g)]
+    if gpus and len(lacking) == len(gpus):
+        raise UsageError(
+            f"--codec {codec}: the {lacking[0]} has no NVENC video encoder (A100, H100 and H200 "
+            f"have none); use a software encoder: --codec {soft}"
+        )
 
 
 def encoder_threads(cc) -> None:
@@ -181,10 +225,11 @@ def _check_encoder_opens(width: int, height: int, rate: Fraction, opts: EncodeOp
         cc.options = encoder_options(opts)
         cc.open()
     except (av.FFmpegError, ValueError, OSError) as exc:
-        hint = " (no NVIDIA GPU or driver here?)" if "nvenc" in opts.codec else ""
+        if "nvenc" in opts.codec:
+            _why_no_nvenc(opts.codec)
         raise UsageError(
             f"--codec {opts.codec} cannot start with {pix_fmt} {width}x{height}"
-            f"{' and the given --crf/--preset' if opts.crf is not None or opts.preset else ''}{hint}: "
+            f"{' and the given --crf/--preset' if opts.crf is not None or opts.preset else ''}: "
             f"{getattr(exc, 'strerror', None) or exc}"
         ) from None
 

@@ -283,15 +283,17 @@ HWACCELS = ("cuda",)
 def _open_video(path: Path, hwaccel: str | None):
     """The input container; with `hwaccel`, its video decoded on that device where FFmpeg has a
     hardware decoder for the codec (frames come back to host memory, e.g. as NV12), in software
-    otherwise."""
+    otherwise. `hwaccel` may name the device's index after a colon ("cuda:1": a --devices
+    worker's own GPU); without one FFmpeg takes the first."""
     if not hwaccel:
         return av.open(str(path), metadata_errors="replace")
     from av.codec.hwaccel import HWAccel
 
+    kind, _, index = hwaccel.partition(":")
     return av.open(
         str(path),
         metadata_errors="replace",
-        hwaccel=HWAccel(device_type=hwaccel, allow_software_fallback=True),
+        hwaccel=HWAccel(device_type=kind, device=index or None, allow_software_fallback=True),
     )
 
 
