@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shlex
 import subprocess
 import sys
@@ -44,13 +45,20 @@ def rate_of(path: Path) -> Fraction:
         return Fraction(s.average_rate or s.guessed_rate)
 
 
-def timed(cmd: list[str]) -> tuple[float, str]:
-    start = time.perf_counter()
+def children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def timed(cmd: list[str]) -> tuple[float, float, str]:
+    """Wall-clock and CPU seconds of a command (its CPU time does not depend on what else loads
+    the machine, as the wall-clock time does)."""
+    cpu, start = children_cpu(), time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     took = time.perf_counter() - start
     if proc.returncode:
         sys.exit(f"failed ({proc.returncode}): {shlex.join(cmd)}\n{proc.stderr[-2000:]}")
-    return took, proc.stdout
+    return took, children_cpu() - cpu, proc.stdout
 
 
 def load() -> str:
@@ -78,33 +86,40 @@ def main() -> int:
             ff += ["-preset", args.preset, "-crf", str(args.crf), str(ff_out)]
             rife = [sys.executable, "-c", RIFE, str(clip), str(args.exp), args.codec]
             rife += [args.preset, str(args.crf), str(ours_out)]
-            ratios = []
+            ratios, cpu_ratios = [], []
             for r in range(args.rounds):
                 ours_out.unlink(missing_ok=True)
-                ff_s, _ = timed(ff)
+                ff_s, ff_cpu, _ = timed(ff)
                 ff_n = frames_in(ff_out)
-                ours_s, out = timed(rife)
+                ours_s, ours_cpu, out = timed(rife)
                 res = json.loads(out.strip().splitlines()[-1])
                 ff_fps, ours_fps = ff_n / ff_s, res["frames_out"] / ours_s
                 ratios.append(ours_fps / ff_fps)
+                ff_ms, ours_ms = 1000 * ff_cpu / ff_n, 1000 * ours_cpu / res["frames_out"]
+                cpu_ratios.append(ff_ms / ours_ms)
                 rows.append(
-                    f"| {clip.name} | {r + 1} | {ff_n} in {ff_s:.2f} s = {ff_fps:.1f} | "
-                    f"{res['frames_out']} in {ours_s:.2f} s = {ours_fps:.1f} "
-                    f"(pipeline alone {res['fps_out']:.1f}) | {ours_fps / ff_fps:.2f}x |"
+                    f"| {clip.name} | {r + 1} | {ff_n} in {ff_s:.2f} s = {ff_fps:.1f} fps, "
+                    f"CPU {ff_ms:.1f} ms/frame | {res['frames_out']} in {ours_s:.2f} s = "
+                    f"{ours_fps:.1f} fps (pipeline alone {res['fps_out']:.1f}), CPU "
+                    f"{ours_ms:.1f} ms/frame | {ours_fps / ff_fps:.2f}x | {ff_ms / ours_ms:.2f}x |"
                 )
                 print(rows[-1], flush=True)
             ratios.sort()
-            rows.append(f"| {clip.name} | median | | | **{ratios[len(ratios) // 2]:.2f}x** |")
+            cpu_ratios.sort()
+            mid = len(ratios) // 2
+            rows.append(
+                f"| {clip.name} | median | | | **{ratios[mid]:.2f}x** | **{cpu_ratios[mid]:.2f}x** |"
+            )
     print()
     print(
         f"`{args.codec} --preset {args.preset} --crf {args.crf}`, --exp {args.exp}; "
         f"load average after: {load()}"
     )
     print(
-        "| clip | round | ffmpeg: frames, s, fps | rife (stand-in network): frames, s, fps | "
-        "rife / ffmpeg |"
+        "| clip | round | ffmpeg | rife (stand-in network) | rife / ffmpeg fps | "
+        "ffmpeg / rife CPU per frame |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     print("\n".join(rows))
     return 0
 
