@@ -151,6 +151,7 @@ def default_pix_fmt(codec: str, bits: int) -> str:
 # (x264 23, x265 28, SVT-AV1 35), so that leaving --crf out means the same intent on either.
 NVENC_CQ = {"h264_nvenc": 23, "hevc_nvenc": 28, "av1_nvenc": 35}
 # NVIDIA data-centre GPUs without an NVENC engine (their NVDEC decodes; nothing encodes).
+NVIDIA_NODE = Path("/dev/nvidiactl")  # the driver's control device: there with a driver
 NO_NVENC = re.compile(r"\b(A100|A800|A30|H100|H800|H200|H20)\b")
 
 
@@ -196,7 +197,7 @@ def _why_no_nvenc(codec: str) -> None:
     software encoder to use instead."""
     soft = {"hevc_nvenc": "libx265", "av1_nvenc": "libsvtav1"}.get(codec, "libx264")
     gpus = nvidia_gpus()
-    if not gpus and not Path("/dev/nvidiactl").exists():
+    if not gpus and not NVIDIA_NODE.exists():
         raise UsageError(f"--codec {codec}: no NVIDIA GPU or driver here; use --codec {soft}")
     lacking = [g for g in gpus if NO_NVENC.search(g)]
     if gpus and len(lacking) == len(gpus):
