@@ -704,7 +704,8 @@ def _prefault_for_cpu_run(first: Path, device: str) -> None:
     default=None,
     metavar="INPUT",
     help="Measure the host's ceiling instead: interpolate's whole pipeline on INPUT with a "
-    "network that costs nothing, and a bare PyAV decode + encode of the same frames.",
+    "network that costs nothing, and a bare PyAV decode + encode of the same frames. With "
+    "--device cuda[:N], the device's colour conversions and transfers are in it too.",
 )
 @click.option("--exp", type=int, default=None, help="--pipeline: as interpolate's (default 1).")
 @click.option("--multi", type=int, default=None, help="--pipeline: as interpolate's.")
@@ -759,6 +760,8 @@ def bench(
             crf=crf,
             output=output,
             log=notice,
+            # The host side alone unless a CUDA device is named: then its real conversions too.
+            device=model_opts["device"] if model_opts["device"].startswith("cuda") else None,
         )
         click.echo(json.dumps(r) if as_json else render(r))
         return

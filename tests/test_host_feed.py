@@ -222,3 +222,26 @@ def test_doctor_runs_a_short_pipeline_bench(monkeypatch):
     assert any(n.startswith("this CPU encodes at most") for n in r["notes"])
     quick = CliRunner().invoke(main, ["doctor", "--no-gpu-probe", "--no-bench", "--json"])
     assert json.loads(quick.output)["pipeline"] is None
+
+
+def test_pipeline_bench_with_the_devices_own_conversions(clip, tmp_path, monkeypatch):
+    """device=...: the stand-in is a network on that device, and the planes are converted there
+    both ways (here the CPU device taking planes, as CUDA does): the made frames are the first
+    frames but for the conversions' rounding."""
+    from rife_cli.engine import Interpolator
+
+    monkeypatch.setattr(Interpolator, "device_colour", property(lambda self: True))
+    made = []
+    real = video_sink.frame_from_planes
+    monkeypatch.setattr(video_sink, "frame_from_planes", lambda p: made.append(p) or real(p))
+    out = tmp_path / "o.mkv"
+    r = pipeline_bench(clip, exp=1, codec="ffv1", output=out, device="cpu", bare=False)
+    assert r["frames_out"] == 24 and r["engine"] == "conversions on cpu" and len(made) == 11
+    src = decode(clip, "yuv420p")[0]
+    got = decode(out, "yuv420p")[0]
+    for i, f in enumerate(src):
+        assert np.array_equal(got[2 * i], f)  # passed through
+        if i < len(src) - 1:
+            diff = np.abs(got[2 * i + 1].astype(int) - f.astype(int))
+            # YUV -> BGR -> YUV: chroma resampled up and down again, so sharp edges differ a little
+            assert diff.mean() < 0.1 and diff.max() <= 8

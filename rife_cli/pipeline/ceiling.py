@@ -39,6 +39,34 @@ class _Source:
     path: Path = Path("<stand-in>")
 
 
+def first_frame_net():
+    """A network (v4's interface: any timestep) that makes each pair's first frame."""
+    import torch
+
+    class FirstFrameNet(torch.nn.Module):
+        family = "v4"
+        pad_base = 32
+
+        def forward(self, a, b, t, scale=1.0):
+            return a
+
+    return FirstFrameNet()
+
+
+def device_stand_in(device: str):
+    """An Interpolator on `device` running first_frame_net in fp32: the device path's own uploads,
+    conversions and downloads around a network that costs nothing."""
+    from ..engine import Interpolator
+
+    return Interpolator(
+        model="first frame",
+        device=device,
+        precision="fp32",
+        network=first_frame_net(),
+        batch_size=8,
+    )
+
+
 class StandInEngine:
     """What the pipeline sees of a CUDA engine, at no cost: YUV planes in (device_colour), the
     encoder's planes out, two batches in flight, any timestep. Made frames are copies of their
@@ -168,6 +196,7 @@ def pipeline_bench(
     bare: bool = True,
     log: Callable[[str], None] | None = None,
     queue_bytes: int | None = None,
+    device: str | None = None,
 ) -> dict:
     """Run the pipeline on `input_path` with the stand-in engine, then (with `bare`) PyAV's bare
     decode and encode of as many frames. Without `output`, the video goes to a temporary file
@@ -176,14 +205,17 @@ def pipeline_bench(
     "codec", "pix_fmt", "preset", "crf", "rss_warm_mib", "rss_late_mib", "rss_growth_mib",
     "steady_fps_out"}. steady_fps_out: the rate frames were handed to the writer from WARM_UP of
     them to the last, start-up and the final mux left out; it tracks the encoder once the
-    writer's queue is full (`queue_bytes` small for a short input: a few frames' worth)."""
+    writer's queue is full (`queue_bytes` small for a short input: a few frames' worth).
+    With `device` ("cuda", "cuda:N"), the stand-in is a network on that device instead
+    (first_frame_net in an Interpolator): the real uploads, colour conversions both ways and
+    downloads run there, so the result is the ceiling with the device's own conversion work."""
     from ..engine import Request  # noqa: F401 - PyTorch loaded before the clock starts, as a
     from .run import Options, interpolate_video, prepare  # real run's engine has it loaded
 
     inp = Path(input_path)
     if exp is None and multi is None and fps is None:
         exp = 1
-    engine = StandInEngine()
+    engine = StandInEngine() if device is None else device_stand_in(device)
     tmp = Path(tempfile.mkdtemp(prefix="rife-pipeline-"))
     try:
         out = Path(output) if output is not None else tmp / f"out{_suffix(inp)}"
@@ -229,6 +261,7 @@ def pipeline_bench(
         rss_end = _rss_mib()  # only where the input was too short to be read at LATE
         result = {
             "input": str(inp),
+            "engine": "host side only" if device is None else f"conversions on {device}",
             "fps_out": round(s.frames_out / seconds, 2),
             "frames_out": s.frames_out,
             "frames_in": s.frames_in,
@@ -316,7 +349,7 @@ def render(r: dict) -> str:
     )
     lines = [
         (
-            f"pipeline (stand-in network): {r['fps_out']:.1f} fps out, {r['frames_out']} frames "
+            f"pipeline (stand-in network, {r['engine']}): {r['fps_out']:.1f} fps out, {r['frames_out']} frames "
             f"in {r['seconds']:.2f} s, host CPU {r['cpu_s_per_frame'] * 1000:.1f} ms per output "
             f"frame ({settings})"
         )
