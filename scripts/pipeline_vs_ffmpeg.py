@@ -2,7 +2,7 @@
 """rife's pipeline with a network that costs nothing against the ffmpeg program making the same
 frames, whole commands, alternated: `python scripts/pipeline_vs_ffmpeg.py CLIP... [--rounds 3]`.
 
-rife's side is a fresh interpreter running rife.bench.pipeline_bench (interpolate's pipeline with
+rife's side is a fresh interpreter running rife_cli.bench.pipeline_bench (interpolate's pipeline with
 the stand-in engine, its own bare PyAV run left out); ffmpeg's is
 `ffmpeg -i IN -vf fps=<2^exp x rate> -c:v CODEC -preset P -crf Q OUT`. Each side's output fps is
 its frames written over the whole command's wall-clock time, start-up included. Prints a
