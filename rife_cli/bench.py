@@ -23,6 +23,9 @@ import numpy as np
 import torch
 
 from .errors import RifeError
+from .pipeline.ceiling import pipeline_bench
+
+__all__ = ["machine", "pipeline_bench", "run_bench"]
 
 
 @dataclass

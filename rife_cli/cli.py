@@ -708,15 +708,74 @@ def _prefault_for_cpu_run(first: Path, device: str) -> None:
     help="Zero-pad v3.x inner channels (90/45) to a multiple of N, e.g. 8 for GPU tensor cores.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@click.option(
+    "--pipeline",
+    "pipeline_input",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="INPUT",
+    help="Measure the host's ceiling instead: interpolate's whole pipeline on INPUT with a "
+    "network that costs nothing, and a bare PyAV decode + encode of the same frames. With "
+    "--device cuda[:N], the device's colour conversions and transfers are in it too.",
+)
+@click.option("--exp", type=int, default=None, help="--pipeline: as interpolate's (default 1).")
+@click.option("--multi", type=int, default=None, help="--pipeline: as interpolate's.")
+@click.option("--fps", default=None, metavar="F", help="--pipeline: as interpolate's.")
+@click.option("--codec", default=None, help="--pipeline: as interpolate's.")
+@click.option("--crf", type=int, default=None, help="--pipeline: as interpolate's.")
+@click.option("--preset", default=None, help="--pipeline: as interpolate's.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="--pipeline: keep the video here (default: a temporary file, removed).",
+)
 @model_options
 @reported
-def bench(sizes, batch_size, frames, rounds, pad_channels, as_json, **model_opts):
+def bench(
+    sizes,
+    batch_size,
+    frames,
+    rounds,
+    pad_channels,
+    as_json,
+    pipeline_input,
+    exp,
+    multi,
+    fps,
+    codec,
+    crf,
+    preset,
+    output,
+    **model_opts,
+):
     """Measure model-only pairs/s and end-to-end fps against a reference-like fp32 baseline.
 
     The baseline (fp32, NCHW, one pair per forward, decode/infer/encode in one loop) runs in a
-    process of its own, alternated with ours; the ratio is what to quote.
+    process of its own, alternated with ours; the ratio is what to quote. With --pipeline INPUT,
+    what this host can feed a GPU instead (see rife_cli.pipeline.ceiling).
     """
     import json
+
+    if pipeline_input is not None:
+        from .pipeline.ceiling import pipeline_bench, render
+
+        r = pipeline_bench(
+            pipeline_input,
+            exp=exp,
+            multi=multi,
+            fps=fps,
+            codec=codec,
+            preset=preset,
+            crf=crf,
+            output=output,
+            log=notice,
+            # The host side alone unless a CUDA device is named: then its real conversions too.
+            device=model_opts["device"] if model_opts["device"].startswith("cuda") else None,
+        )
+        click.echo(json.dumps(r) if as_json else render(r))
+        return
 
     from .bench import machine, run_bench
 
@@ -768,15 +827,20 @@ def bench(sizes, batch_size, frames, rounds, pad_channels, as_json, **model_opts
     is_flag=True,
     help="Do not try the NVIDIA decoder and encoders on the GPU (faster; 'built' only).",
 )
+@click.option(
+    "--no-bench",
+    is_flag=True,
+    help="Skip the short pipeline bench (which side limits this box; a few seconds).",
+)
 @reported
-def doctor(as_json, no_gpu_probe):
+def doctor(as_json, no_gpu_probe, no_bench):
     """What this machine offers: PyTorch, CUDA and GPUs, NVDEC/NVENC, CPU, models, disk; and the
     flags it suggests."""
     import json
 
     from .doctor import collect, render
 
-    report = collect(try_gpu=not no_gpu_probe)
+    report = collect(try_gpu=not no_gpu_probe, bench=not no_bench)
     click.echo(json.dumps(report.as_dict(), indent=1) if as_json else render(report))
 
 

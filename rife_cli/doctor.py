@@ -53,6 +53,8 @@ class Report:
     models: dict[str, str | None]  # name -> cached path (None: not cached)
     disk_free_gib: float | None
     env: dict[str, str] = field(default_factory=dict)  # variables that change what rife does
+    # The host's ceiling (a short `rife bench --pipeline` at 1080p): None when not measured.
+    pipeline: dict | None = None
     suggest: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -243,7 +245,61 @@ def suggestions(r: Report) -> tuple[list[str], list[str]]:
     return flags, notes
 
 
-def collect(try_gpu: bool = True) -> Report:
+# The short pipeline bench: a 1080p clip of this many frames, x264 veryfast CRF 18, 2x, with a
+# writer queue of a few frames so that its steady rate is the encoder's (see pipeline_bench).
+CEILING_SIZE = (1920, 1080)
+CEILING_FRAMES = 24
+CEILING_QUEUE_FRAMES = 4
+
+
+def pipeline_ceiling() -> dict | None:
+    """A short `rife bench --pipeline` on a synthetic 1080p clip: what this host feeds and what
+    its CPU encodes (libx264 veryfast). {"error": why} if it could not run."""
+    from .bench import synthetic_frames, write_clip
+    from .errors import RifeError
+    from .pipeline.ceiling import pipeline_bench
+
+    w, h = CEILING_SIZE
+    with tempfile.TemporaryDirectory(prefix="rife-doctor-") as tmp:
+        try:
+            clip = write_clip(Path(tmp) / "clip.mp4", synthetic_frames(w, h, CEILING_FRAMES))
+            return pipeline_bench(
+                clip,
+                exp=1,
+                codec="libx264",
+                preset="veryfast",
+                crf=18,
+                queue_bytes=CEILING_QUEUE_FRAMES * w * h * 3 // 2,
+            )
+        except (RifeError, OSError, ValueError) as exc:
+            return {"error": str(exc)}
+
+
+def ceiling_notes(p: dict | None, gpus: bool, nvenc: bool) -> list[str]:
+    """Which side limits this box, from the short pipeline bench."""
+    if not p:
+        return []
+    if "error" in p:
+        return [f"pipeline bench failed: {p['error']}"]
+    bare = p["bare_fps_out"]
+    ours = p.get("steady_fps_out", p["fps_out"])
+    size = f"{CEILING_SIZE[1]}p"
+    notes = [f"this CPU encodes at most {bare:.0f} fps at {size} with libx264 veryfast"]
+    if ours < 0.8 * bare:
+        notes.append(
+            f"rife's host side limits this box: it feeds {ours:.0f} fps at {size} (the encoder "
+            f"alone {bare:.0f}); rife bench --pipeline INPUT measures a real input"
+        )
+    else:
+        gpu = "a GPU faster than that waits on the encoder" if gpus else "the CPU network is slower"
+        notes.append(
+            f"the encoder limits the host side ({ours:.0f} fps fed at {size}); {gpu}"
+            + ("; --codec h264_nvenc takes encoding off the CPU" if nvenc else "")
+        )
+    return notes
+
+
+def collect(try_gpu: bool = True, bench: bool = True) -> Report:
     import av
     import torch
 
@@ -277,6 +333,10 @@ def collect(try_gpu: bool = True) -> Report:
         env=env_summary(),
     )
     r.suggest, r.notes = suggestions(r)
+    if bench:
+        r.pipeline = pipeline_ceiling()
+        nvenc = any(c.nvenc_works for c in r.codecs)
+        r.notes += ceiling_notes(r.pipeline, bool(gpus), nvenc)
     return r
 
 

@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from .colour import PlaneFormat, Planes, bgr_to_planes
+
 
 def bgr_to_device(
     frames: Sequence[np.ndarray], upload: Callable[[np.ndarray], torch.Tensor]
@@ -63,6 +65,40 @@ def quantise(
 def host_frames(out: np.ndarray, dtype) -> list[np.ndarray]:
     """to_arrays' host half: N x h x w x C downloaded -> one array per frame, in `dtype`."""
     return [np.ascontiguousarray(a.astype(dtype, copy=False)) for a in out]
+
+
+def download(*tensors: torch.Tensor) -> list[np.ndarray]:
+    """Device tensors on the host, all in one wait: on CUDA each is copied into page-locked memory
+    asynchronously on the current stream (no pageable staging copy), then the stream is waited
+    for once. Small tensors (per-frame flags, counts) can ride along with the frames this way."""
+    if not tensors or tensors[0].device.type != "cuda":
+        return [t.detach().cpu().numpy() for t in tensors]
+    hosts = []
+    for t in tensors:
+        host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+        host.copy_(t, non_blocking=True)
+        hosts.append(host)
+    torch.cuda.current_stream(tensors[0].device).synchronize()
+    return [h.numpy() for h in hosts]
+
+
+def to_planes(
+    x: torch.Tensor | Sequence[torch.Tensor], h: int, w: int, fmt: PlaneFormat
+) -> list[Planes]:
+    """Made frames cropped and converted on their device to the encoder's planes (a third of
+    BGR's bytes at 4:2:0), downloaded in one transfer."""
+    if not isinstance(x, torch.Tensor):
+        x = torch.cat(list(x))
+    (out,) = download(bgr_to_planes(x[:, :, :h, :w], fmt))
+    return host_planes(out, fmt, h, w)
+
+
+def host_planes(out: np.ndarray, fmt: PlaneFormat, h: int, w: int) -> list[Planes]:
+    """to_planes' host half: N packed plane buffers downloaded -> one Planes per frame (10-bit
+    samples come down as int16, torch having no uint16 arithmetic, and are read as uint16)."""
+    if out.dtype == np.int16:
+        out = out.view(np.uint16)
+    return [Planes(a, fmt.pix_fmt, w, h) for a in out]
 
 
 def rows(x: torch.Tensor, idx: Sequence[int]) -> torch.Tensor:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..models import transforms, warp
+from . import arrays
 
 Forward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -262,13 +263,7 @@ class CudaBackend:
         views of that memory (PyTorch's pinned cache takes it back when they are dropped)."""
         if not self._pinned:
             return [t.detach().cpu().numpy() for t in tensors]
-        hosts = []
-        for t in tensors:
-            host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
-            host.copy_(t, non_blocking=True)
-            hosts.append(host)
-        torch.cuda.current_stream(self.device).synchronize()
-        return [h.numpy() for h in hosts]
+        return arrays.download(*tensors)
 
     def stream(self):
         """A calling thread's whole batch (upload, make, download) on a stream of its own, so

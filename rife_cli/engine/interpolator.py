@@ -27,8 +27,8 @@ from ..models.cache import newest_cached_v4
 from ..models.loading import ModelSource, load_network, resolve, resolve_default
 from ..torchcompat import OutOfMemoryError
 from . import colour
-from .arrays import bgr_to_device, host_frames, quantise, rows, to_arrays
-from .colour import Yuv420
+from .arrays import bgr_to_device, host_frames, host_planes, quantise, rows, to_arrays, to_planes
+from .colour import PlaneFormat, Planes, Yuv420, bgr_to_planes
 
 log = logging.getLogger("rife")
 
@@ -332,7 +332,7 @@ class Interpolator:
         return self.backend.device_colour
 
     def to_tensor(self, frames: Sequence[np.ndarray | Yuv420]) -> torch.Tensor:
-        """Stack BGR frames (or YUV 4:2:0 pictures, converted on the device) into an
+        """Stack BGR frames (or YUV pictures, converted on the device) into an
         N x 3 x Hp x Wp float32 batch on the device, zero-padded."""
         upload = self.backend.upload
         if all(isinstance(f, np.ndarray) for f in frames):
@@ -342,7 +342,7 @@ class Interpolator:
                 [
                     bgr_to_device([f], upload)
                     if isinstance(f, np.ndarray)
-                    else colour.yuv420_to_bgr(f, upload(f.data))
+                    else colour.yuv420_to_bgr(f, upload(_signed(f.data)))
                     for f in frames
                 ]
             )
@@ -366,7 +366,20 @@ class Interpolator:
         x = self.to_tensor(frames)
         return rows(x, [where[id(f)] for f in firsts]), rows(x, [where[id(f)] for f in seconds])
 
-    to_arrays = staticmethod(to_arrays)
+    @staticmethod
+    def to_arrays(
+        x: torch.Tensor | Sequence[torch.Tensor],
+        h: int,
+        w: int,
+        dtype=np.uint8,
+        rounding: str = "nearest",
+        planes: PlaneFormat | None = None,
+    ) -> list[np.ndarray] | list[Planes]:
+        """Made frames on the host: BGR arrays of `dtype` (rife_cli.engine.arrays.to_arrays), or
+        with `planes` the encoder's YUV planes, converted on the device (to_planes)."""
+        if planes is not None:
+            return to_planes(x, h, w, planes)
+        return to_arrays(x, h, w, dtype, rounding)
 
     # ----- the network
     def _autocast(self):
@@ -590,15 +603,28 @@ class Interpolator:
         return self.make_unchecked(made.a, made.b, [made.requests[i] for i in bad], exact=True)
 
     def download(
-        self, made: Made, h: int, w: int, dtype=np.uint8, rounding: str = "nearest"
-    ) -> list[np.ndarray]:
-        """A batch's frames as host arrays (cropped to h x w, quantised as to_arrays does), with
-        one wait for the device: the frames and their finite flags come down together. Frames
+        self,
+        made: Made,
+        h: int,
+        w: int,
+        dtype=np.uint8,
+        rounding: str = "nearest",
+        planes: PlaneFormat | None = None,
+    ) -> list[np.ndarray] | list[Planes]:
+        """A batch's frames on the host, with one wait for the device: BGR arrays (cropped to
+        h x w, quantised as to_arrays does) or, with `planes`, the encoder's YUV planes converted
+        on the device (to_planes). The frames and their finite flags come down together; frames
         that half precision made NaN/Inf are then redone in fp32 and come down in a second round
         trip (rare)."""
         if not made.requests:
             return []
-        send = [quantise(made.frames, h, w, dtype, rounding)]
+
+        def on_device(frames: torch.Tensor) -> torch.Tensor:
+            if planes is not None:
+                return bgr_to_planes(frames[:, :, :h, :w], planes)
+            return quantise(frames, h, w, dtype, rounding)
+
+        send = [on_device(made.frames)]
         if made.finite is not None:
             send.append(made.finite)
         got = self.backend.download(send)
@@ -606,9 +632,11 @@ class Interpolator:
         if made.finite is not None and not got[1].all():
             bad = np.flatnonzero(~got[1]).tolist()
             redo = self._redo(made, bad)
-            (fixed,) = self.backend.download([quantise(redo.frames, h, w, dtype, rounding)])
+            (fixed,) = self.backend.download([on_device(redo.frames)])
             arrays = arrays.copy()
             arrays[bad] = fixed
+        if planes is not None:
+            return host_planes(arrays, planes, h, w)
         return host_frames(arrays, dtype)
 
     def frames_for(
@@ -620,16 +648,17 @@ class Interpolator:
         w: int,
         dtype=np.uint8,
         rounding: str = "nearest",
-    ) -> list[np.ndarray]:
-        """One batch, pictures in and frames out: the pairs' pictures uploaded, the requests made,
-        the frames downloaded (download), all in the calling thread (on CUDA inside its stream:
+        planes: PlaneFormat | None = None,
+    ) -> list[np.ndarray] | list[Planes]:
+        """One batch, pictures in and frames out (BGR arrays, or the encoder's `planes`): the pairs'
+        pictures uploaded, the requests made, the frames downloaded (download), all in the calling thread (on CUDA inside its stream:
         see `stream`). Out of device memory at any of those stages (upload, gathers, the batch's
         outputs, the download), the batch is halved and goes on, down to one pair."""
         requests = list(requests)
         if not requests:
             return []
         try:
-            return self._frames_once(firsts, seconds, requests, h, w, dtype, rounding)
+            return self._frames_once(firsts, seconds, requests, h, w, dtype, rounding, planes)
         except (RuntimeError, MemoryError) as exc:
             self._out_of_memory(exc, len(firsts), w, h)
         # Outside the handler: the failed attempt's tensors are freed with its traceback.
@@ -650,14 +679,16 @@ class Interpolator:
                 w,
                 dtype,
                 rounding,
+                planes,
             )
             for n, arr in zip(which, part):
                 out[n] = arr
         return out
 
-    def _frames_once(self, firsts, seconds, requests, h, w, dtype, rounding):
+    def _frames_once(self, firsts, seconds, requests, h, w, dtype, rounding, planes):
         a, b = self.to_pair_tensors(firsts, seconds)
-        return self.download(self.make_unchecked(a, b, requests), h, w, dtype, rounding)
+        made = self.make_unchecked(a, b, requests)
+        return self.download(made, h, w, dtype, rounding, planes)
 
     # ----- conveniences for callers holding two frames
     def interpolate(
@@ -684,6 +715,11 @@ class Interpolator:
     @property
     def description(self) -> str:
         return f"{self.source.label} ({self.family}) on {self.torch_device} {self.precision}"
+
+
+def _signed(data: np.ndarray) -> np.ndarray:
+    """16-bit samples as int16, the same bits (uint16 has few CUDA kernels); others as they are."""
+    return data.view(np.int16) if data.dtype == np.uint16 else data
 
 
 def _ceil_to(n: int, base: int) -> int:

@@ -51,8 +51,8 @@ def luma(frame: SourceFrame) -> Luma:
         scale = {np.dtype(np.uint16): 1 / 257, np.dtype(np.float32): 255.0}.get(img.dtype, 1.0)
         return Luma(img, scale)
     planes = frame.planes
-    # A limited-range step is bigger: the same threshold in full-range levels.
-    return Luma(planes.data[: planes.height], 1.0 if planes.full_range else 255 / 219)
+    # A limited-range step is bigger, a 10-bit one smaller: the same threshold in 8-bit levels.
+    return Luma(planes.data[: planes.height], planes.luma_scale)
 
 
 def difference(a: Luma, b: Luma) -> float:

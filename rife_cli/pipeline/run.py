@@ -236,10 +236,13 @@ class _Run:
         journal=None,
         hwaccel=None,
         shard=None,
+        out_planes=None,
     ):
         """With a journal, the run goes on after its finished segments and closes new ones. With
         hwaccel, the video is decoded on that device (see check_hwaccel). With a shard, only the
-        pairs that start in it are made (see rife_cli.scale.shards)."""
+        pairs that start in it are made (see rife_cli.scale.shards). With out_planes (a
+        rife_cli.engine.colour.PlaneFormat, see plane_format), made frames come from the engine as
+        the encoder's planes."""
         self.info, self.target, self.engine, self.opts = info, target, engine, opts
         self.png, self.progress, self.warn = png, progress, warn
         self.cancel = threading.Event()
@@ -258,6 +261,7 @@ class _Run:
         self.stats: dict = {"bad_packets": 0, "resized_frames": 0}
         self.hwaccel: str | None = hwaccel
         self.shard = shard
+        self.out_planes = out_planes
         self.enough = threading.Event()  # set by inference: the shard's last pair is in hand
         self.pool: ThreadPoolExecutor | None = None  # batch workers, when the engine takes two
         # batches in the workers' hands, oldest first, and the segment cuts waiting behind them
@@ -302,8 +306,10 @@ class _Run:
             index, image, original = item
             if self.png:
                 sink.write(index, image, None)
+            elif image is None or not isinstance(image, np.ndarray):
+                sink.write(index, image, original)  # a source frame, or the encoder's planes
             else:
-                sink.write(index, None if image is None else as_bgr(image), original)
+                sink.write(index, as_bgr(image), original)
 
     # ----- inference
     def infer(self, src_q: ByteQueue, out_q: ByteQueue, end_hold: bool) -> None:
@@ -466,7 +472,10 @@ class _Run:
             return made
         stream = getattr(self.engine, "stream", contextlib.nullcontext)
         first = batch[0][0]
-        dtype = first.image.dtype if first.image is not None else np.uint8
+        if first.image is not None:
+            dtype = first.image.dtype
+        else:
+            dtype = np.uint16 if first.planes.layout.bits > 8 else np.uint8
         reqs = [Request(j, s.t) for j, i in enumerate(need) for s in batch[i][2] if s.t]
         with stream():
             # upload, make, one download with the frames' finite flags (fp32 redo after it)
@@ -477,6 +486,7 @@ class _Run:
                 self.info.height,
                 self.info.width,
                 dtype,
+                planes=self.out_planes,
             )
         for r, arr in zip(reqs, arrays):
             made[(need[r.pair], r.t)] = arr
@@ -704,6 +714,12 @@ def interpolate_video(
             f"model {engine.source.label} makes only midpoints and cannot serve {why}; "
             "use --model v4.0"
         )
+    gpu = gpu_index(engine)
+    if gpu is not None:
+        # NVDEC and NVENC on the engine's own GPU (a --devices worker's), not on the first.
+        hwaccel = f"{hwaccel}:{gpu}" if hwaccel else None
+        if enc is not None:
+            enc = replace(enc, gpu=gpu)
     fallbacks_before = getattr(engine, "fp32_fallbacks", 0)
     backoffs_before = getattr(engine, "oom_backoffs", 0)
     if info.frames and total:
@@ -728,6 +744,7 @@ def interpolate_video(
         journal=journal,
         hwaccel=hwaccel,
         shard=shard,
+        out_planes=plane_format(info, enc, engine, opts, png),
     )
     src_q = ByteQueue(opts.queue_bytes, run.cancel)
     out_q = ByteQueue(opts.queue_bytes, run.cancel)
@@ -823,7 +840,7 @@ def interpolate_video(
         resized_frames=run.stats["resized_frames"],
         fp32_fallbacks=getattr(engine, "fp32_fallbacks", 0) - fallbacks_before,
         oom_backoffs=getattr(engine, "oom_backoffs", 0) - backoffs_before,
-        hwaccel=hwaccel,
+        hwaccel=job.hwaccel,
         duplicates=run.dedup.dropped if run.dedup else 0,
         flashes=run.scenes.flashes if run.scenes else 0,
         deinterlaced=info.interlace.describe(info.rate / 2) if info.interlace else "",
@@ -903,6 +920,37 @@ def _open_segments(inp, out, info, target, engine, opts, enc, warn, shard=None):
         )
 
     return SegmentedSink(journal, segment, out.suffix), journal
+
+
+def gpu_index(engine) -> int | None:
+    """The CUDA device the engine runs on (its index, the current device's where it names none);
+    None off CUDA."""
+    dev = getattr(engine, "torch_device", None)
+    if getattr(dev, "type", None) != "cuda":
+        return None
+    if dev.index is not None:
+        return dev.index
+    import torch
+
+    return torch.cuda.current_device()
+
+
+def plane_format(info: SourceInfo, enc, engine, opts: Options, png: bool):
+    """The encoder's planes that made frames are converted to on the device, or None for BGR:
+    where the engine converts colour on the device (CUDA), the output is a video, and the
+    encoder's pixel format is one the device writes at the source's depth (8-bit sources to
+    8-bit formats, deeper ones to 10-bit: swscale dithers going down, which the device does not
+    copy). --montage and image sequences (alpha, gray) keep BGR."""
+    from ..engine.colour import LAYOUTS, PlaneFormat, full_range_format
+
+    if not getattr(engine, "device_colour", False) or png or opts.montage or info.is_images:
+        return None
+    layout = LAYOUTS.get(enc.pix_fmt) if enc is not None else None
+    if layout is None or (layout.bits > 8) != (info.bits > 8):
+        return None
+    colour = _colour(info)
+    full = colour.range == 2 or full_range_format(enc.pix_fmt)  # yuvj: full, whatever is said
+    return PlaneFormat(enc.pix_fmt, colour.matrix, full, 65535 if info.bits > 8 else 255)
 
 
 def _colour(info: SourceInfo):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -16,6 +17,7 @@ from ..errors import OutputError, UsageError
 
 # SVT-AV1 writes a banner per encoder to stderr unless told to report errors only.
 os.environ.setdefault("SVT_LOG", "1")
+from ..engine.colour import LAYOUTS, Planes, plane_rows
 from .hdr import HDR_ENCODERS, Hdr10, encoder_params
 from .images import write_image
 from .source import SWS_FLAGS, Colour, sws_matrix
@@ -39,6 +41,7 @@ class EncodeOptions:
     # The picture size the encoder is given (filled in by prepare_encoding): the source's, less a
     # pixel where its chroma format needs even sizes.
     frame_size: tuple[int, int] | None = None
+    gpu: int | None = None  # NVENC: the CUDA device to encode on (a --devices worker's own)
 
 
 def container_of(path: Path) -> str | None:
@@ -214,10 +217,25 @@ def default_pix_fmt(codec: str, bits: int, source: str | None = None, warn=None)
     return best
 
 
+# NVENC's constant quality without --crf: the software encoders' default CRF for the same format
+# (x264 23, x265 28, SVT-AV1 35), so that leaving --crf out means the same intent on either.
+NVENC_CQ = {"h264_nvenc": 23, "hevc_nvenc": 28, "av1_nvenc": 35}
+# NVIDIA data-centre GPUs without an NVENC engine (their NVDEC decodes; nothing encodes).
+NVIDIA_NODE = Path("/dev/nvidiactl")  # the driver's control device: there with a driver
+NO_NVENC = re.compile(r"\b(A100|A800|A30|H100|H800|H200|H20)\b")
+
+
 def encoder_options(opts: EncodeOptions) -> dict[str, str]:
     options = {}
-    if opts.crf is not None:
-        options["cq" if opts.codec.endswith("nvenc") else "crf"] = str(opts.crf)
+    if opts.codec.endswith("_nvenc"):
+        # Constant quality: VBR with a quality target and no bitrate cap (b=0); FFmpeg's default
+        # otherwise is a 2 Mbit/s average whatever the picture.
+        options.update(rc="vbr", b="0")
+        options["cq"] = str(opts.crf if opts.crf is not None else NVENC_CQ.get(opts.codec, 23))
+        if opts.gpu is not None:
+            options["gpu"] = str(opts.gpu)
+    elif opts.crf is not None:
+        options["crf"] = str(opts.crf)
     if opts.preset:
         options["preset"] = opts.preset
     if opts.codec == "libx264":
@@ -231,6 +249,42 @@ def encoder_options(opts: EncodeOptions) -> dict[str, str]:
     return options
 
 
+def nvidia_gpus() -> list[str]:
+    """The NVIDIA GPUs' model names as the driver lists them (no PyTorch, no CUDA call)."""
+    names = []
+    for info in sorted(Path("/proc/driver/nvidia/gpus").glob("*/information")):
+        try:
+            for line in info.read_text().splitlines():
+                if line.startswith("Model:"):
+                    names.append(line.split(":", 1)[1].strip())
+        except OSError:
+            continue
+    return names
+
+
+def _why_no_nvenc(codec: str) -> None:
+    """An NVENC encoder that did not open, where the reason is known: one line that names a
+    software encoder to use instead."""
+    soft = {"hevc_nvenc": "libx265", "av1_nvenc": "libsvtav1"}.get(codec, "libx264")
+    gpus = nvidia_gpus()
+    if not gpus and not NVIDIA_NODE.exists():
+        raise UsageError(f"--codec {codec}: no NVIDIA GPU or driver here; use --codec {soft}")
+    lacking = [g for g in gpus if NO_NVENC.search(g)]
+    if gpus and len(lacking) == len(gpus):
+        raise UsageError(
+            f"--codec {codec}: the {lacking[0]} has no NVENC video encoder (A100, H100 and H200 "
+            f"have none); use a software encoder: --codec {soft}"
+        )
+
+
+def encoder_threads(cc) -> None:
+    """An encoder's threads as the ffmpeg program sets them: as many as the box has cores (0:
+    FFmpeg's choice), frame and slice threading both allowed. PyAV leaves slice threading only,
+    which x264 then runs as sliced threads: fewer frames in flight, less throughput."""
+    cc.thread_count = 0
+    cc.thread_type = "AUTO"
+
+
 def _check_encoder_opens(width: int, height: int, rate: Fraction, opts: EncodeOptions) -> None:
     """A missing GPU for NVENC, a bad preset or CRF, or a pixel format the encoder refuses all
     show up when it is opened with the real settings."""
@@ -242,10 +296,11 @@ def _check_encoder_opens(width: int, height: int, rate: Fraction, opts: EncodeOp
         cc.options = encoder_options(opts)
         cc.open()
     except (av.FFmpegError, ValueError, OSError) as exc:
-        hint = " (no NVIDIA GPU or driver here?)" if "nvenc" in opts.codec else ""
+        if "nvenc" in opts.codec:
+            _why_no_nvenc(opts.codec)
         raise UsageError(
             f"--codec {opts.codec} cannot start with {pix_fmt} {width}x{height}"
-            f"{' and the given --crf/--preset' if opts.crf is not None or opts.preset else ''}{hint}: "
+            f"{' and the given --crf/--preset' if opts.crf is not None or opts.preset else ''}: "
             f"{getattr(exc, 'strerror', None) or exc}"
         ) from None
 
@@ -280,6 +335,7 @@ class VideoSink:
             cc.color_primaries, cc.color_trc = colour.primaries, colour.transfer
             if sar is not None:
                 cc.sample_aspect_ratio = sar  # anamorphic pictures stay as wide as they were
+            encoder_threads(cc)
             cc.options = encoder_options(opts)
             self.stream = s
         except (av.FFmpegError, ValueError) as exc:
@@ -306,12 +362,18 @@ class VideoSink:
             interpolation=SWS_FLAGS,
         )
 
-    def write(self, index: int, image: np.ndarray | None, original: av.VideoFrame | None) -> None:
-        """Frame `index` from a BGR array, or a decoded source frame passed through untouched."""
+    def write(
+        self, index: int, image: np.ndarray | Planes | None, original: av.VideoFrame | None
+    ) -> None:
+        """Frame `index` from a BGR array, from planes already in the encoder's pixel format
+        (converted on the device: no swscale here), or a decoded source frame passed through
+        untouched."""
         if original is not None:
             frame = (
                 original if original.format.name == self.pix_fmt else self._convert(original, False)
             )
+        elif isinstance(image, Planes):
+            frame = frame_from_planes(image)
         else:
             fmt = "bgr48le" if image.dtype == np.uint16 else "bgr24"
             frame = self._convert(av.VideoFrame.from_ndarray(image, format=fmt), True)
@@ -337,6 +399,21 @@ class VideoSink:
 
     def abort(self) -> None:
         self._abort()
+
+
+def frame_from_planes(planes: Planes) -> av.VideoFrame:
+    """A frame for the encoder made from planes in its own pixel format: each plane's rows copied
+    into the frame's (whose rows may be padded), nothing converted."""
+    lay = LAYOUTS[planes.pix_fmt]
+    item = np.dtype(lay.dtype).itemsize
+    frame = av.VideoFrame(planes.width, planes.height, planes.pix_fmt)
+    flat = planes.data.reshape(-1)
+    at = 0
+    for plane, (rows, n) in zip(frame.planes, plane_rows(lay, planes.width, planes.height)):
+        dst = np.frombuffer(plane, lay.dtype).reshape(rows, plane.line_size // item)
+        dst[:, :n] = flat[at : at + rows * n].reshape(rows, n)
+        at += rows * n
+    return frame
 
 
 class ImageSink:

@@ -14,7 +14,7 @@ import numpy as np
 from av.video.reformatter import Interpolation
 
 from ..engine.colour import FORMATS as DEVICE_FORMATS
-from ..engine.colour import Yuv420, chroma_cosited
+from ..engine.colour import Yuv420, chroma_cosited, full_range_format, plane_rows
 from ..errors import InputError, UsageError
 from ..pipeline import scenes
 from . import filters
@@ -291,15 +291,17 @@ HWACCELS = ("cuda",)
 def _open_video(path: Path, hwaccel: str | None):
     """The input container; with `hwaccel`, its video decoded on that device where FFmpeg has a
     hardware decoder for the codec (frames come back to host memory, e.g. as NV12), in software
-    otherwise."""
+    otherwise. `hwaccel` may name the device's index after a colon ("cuda:1": a --devices
+    worker's own GPU); without one FFmpeg takes the first."""
     if not hwaccel:
         return av.open(str(path), metadata_errors="replace")
     from av.codec.hwaccel import HWAccel
 
+    kind, _, index = hwaccel.partition(":")
     return av.open(
         str(path),
         metadata_errors="replace",
-        hwaccel=HWAccel(device_type=hwaccel, allow_software_fallback=True),
+        hwaccel=HWAccel(device_type=kind, device=index or None, allow_software_fallback=True),
     )
 
 
@@ -344,7 +346,8 @@ def read_frames(
     only the frames from that time on (a shard of the stream): a constant-rate stream is entered
     by seeking, its frames numbered from their place on the grid; any other is decoded from the
     start, as it has no other way to number its frames. With `planes`,
-    8-bit 4:2:0 pictures come as their YUV planes for the device to convert (rife_cli.engine.colour)
+    pictures in a format the device converts (8 or 10 bits, 4:2:0, 4:2:2, 4:4:4; see
+    rife_cli.engine.colour.LAYOUTS; others as BGR) come as their YUV planes for the device to convert (rife_cli.engine.colour)
     instead of as BGR images, with a scene thumbnail made here from the small picture. A packet the
     decoder rejects is skipped, counted in stats["bad_packets"], and warned about; the stream goes
     on (FFmpeg conceals what it can). A picture of another size than the stream's is skipped,
@@ -511,17 +514,32 @@ def _bgr(frame: av.VideoFrame, fmt: str, colour: Colour) -> np.ndarray:
     ).to_ndarray()
 
 
+def frame_samples(frame: av.VideoFrame) -> np.ndarray:
+    """A decoded picture's planes (a format of DEVICE_FORMATS) as one (rows, width) array of
+    samples, luma first, each plane's rows without the decoder's padding (as Yuv420 holds them;
+    PyAV's to_ndarray has no p010le, NVDEC's 10-bit output)."""
+    lay = DEVICE_FORMATS[frame.format.name]
+    item = np.dtype(lay.dtype).itemsize
+    parts = []
+    for plane, (rows, n) in zip(frame.planes, plane_rows(lay, frame.width, frame.height)):
+        a = np.frombuffer(plane, lay.dtype).reshape(rows, plane.line_size // item)
+        parts.append(a[:, :n].reshape(-1))
+    return np.concatenate(parts).reshape(-1, frame.width)
+
+
 def _as_planes(frame: SourceFrame, colour: Colour) -> SourceFrame:
     """The frame's picture as YUV planes, and its scene thumbnail from a small BGR picture that
     swscale averages down directly (0.2 ms at 1080p; the full conversion it saves is 16 ms)."""
     pic = frame.original
+    name = pic.format.name
     frame.planes = Yuv420(
-        pic.to_ndarray(),
+        frame_samples(pic),
         pic.height,
         pic.width,
         colour.matrix,
-        colour.range == 2 or pic.format.name == "yuvj420p",
-        DEVICE_FORMATS[pic.format.name],
+        colour.range == 2 or full_range_format(name),
+        DEVICE_FORMATS[name].interleaved,
+        pix_fmt=name,
     )
     small = pic.reformat(
         width=THUMB_SOURCE,
