@@ -716,7 +716,9 @@ def interpolate_video(
                 raise OutputError(f"{out}: appeared during the run; use --force to overwrite")
             os.replace(part, out)
         else:
-            audio = finish_video(sink.files(), inp, info, out, opts.slowmo, run.video_start, warn)
+            audio = finish_video(
+                sink.files(), inp, info, out, opts.slowmo, run.video_start, warn, target.write_rate
+            )
             shutil.rmtree(journal.folder, ignore_errors=True)
         ok = True
     except (InputError, ModelError, UsageError):
@@ -767,9 +769,10 @@ def finish_video(
     slowmo: bool,
     video_start: Fraction,
     warn: Callable[[str], None],
+    rate: Fraction | None = None,
 ) -> list[str]:
-    """The output file from its video segments and the source's other tracks, written beside it
-    and renamed into place. Returns the audio tracks as carried (codec names)."""
+    """The output file from its video segments (frames at `rate`) and the source's other tracks,
+    written beside it and renamed into place. Returns the audio tracks as carried (codec names)."""
     from ..video.mux import Keep, mux
     from ..video.sink import container_of
 
@@ -779,7 +782,7 @@ def finish_video(
     keep = Keep(inp if tracks else None, video_start, info.picture.display_matrix)
     part = part_path(out)
     try:
-        report = mux(segments, keep, part, container_of(out), warn)
+        report = mux(segments, keep, part, container_of(out), warn, rate)
         os.replace(part, out)
     finally:
         part.unlink(missing_ok=True)
