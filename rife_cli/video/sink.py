@@ -21,6 +21,8 @@ from .images import write_image
 from .source import SWS_FLAGS, Colour, sws_matrix
 
 CONTAINERS = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov", ".webm": "webm"}
+# What -o - writes (video.pipes.PIPE_FORMATS); as files too, though no default output is named so.
+CONTAINERS.update({".nut": "nut", ".mpegts": "mpegts", ".y4m": "yuv4mpegpipe"})
 TEN_BIT = {
     "libx264": "yuv420p10le",
     "libx265": "yuv420p10le",
@@ -39,7 +41,10 @@ EIGHT_BIT = {
 }
 
 
-DEFAULT_CODEC = {"webm": "libsvtav1"}  # else libx264; libx265 for HDR sources (see hdr.py)
+DEFAULT_CODEC = {
+    "webm": "libsvtav1",
+    "yuv4mpegpipe": "wrapped_avframe",
+}  # else libx264; libx265 for HDR sources (see hdr.py)
 
 
 @dataclass
