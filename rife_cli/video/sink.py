@@ -62,6 +62,10 @@ def container_of(path: Path) -> str | None:
 
 def supported_codecs(fmt: str) -> set[str]:
     """Codec names FFmpeg's muxer for `fmt` accepts (asked of FFmpeg, not kept in a table)."""
+    if fmt == "mpegts":
+        # Its muxer keeps no codec table, so FFmpeg answers only its defaults (MPEG-2, MP2); what
+        # it takes shows when the header is written (prepare_encoding's check, the mux's).
+        return set(av.codecs_available)
     with av.open("/dev/null", "w", format=fmt) as c:
         return set(c.supported_codecs)
 
