@@ -303,14 +303,23 @@ def _install_stop_handlers():
 
 
 @main.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True)
 @click.option(
     "-o",
     "--output",
     type=click.Path(path_type=Path),
     default=None,
-    help="Output file (.mp4 .mkv .mov .webm) or, with --png or a trailing /, a directory. "
-    "Default: beside the input, {stem}_{factor}x_{fps}fps.{ext}. With several inputs: a directory.",
+    help="Output file (.mp4 .mkv .mov .webm) or, with --png or a trailing /, a directory; - for "
+    "standard output (see --format). Default: beside the input, {stem}_{factor}x_{fps}fps.{ext}. "
+    "With several inputs: a directory.",
+)
+@click.option(
+    "--format",
+    "pipe_format",
+    type=click.Choice(["matroska", "nut", "mpegts", "yuv4mpegpipe"]),
+    default=None,
+    help="With -o -: the stream's format (default matroska; yuv4mpegpipe: raw frames for another "
+    "encoder, no audio).",
 )
 @click.option(
     "--exp", type=int, default=None, help="Multiply the frame rate by 2^N (default 1: 2x)."
@@ -421,36 +430,10 @@ def _install_stop_handlers():
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @model_options
 @reported
-def interpolate(
-    inputs,
-    output,
-    exp,
-    multi,
-    fps,
-    input_fps,
-    slowmo,
-    scene_threshold,
-    dedup,
-    dedup_threshold,
-    dedup_max_hold,
-    montage,
-    png,
-    force,
-    skip_existing,
-    resume,
-    codec,
-    crf,
-    preset,
-    pix_fmt,
-    batch_size,
-    hwaccel,
-    deinterlace,
-    devices,
-    ray_address,
-    quiet,
-    as_json,
-    **model_opts,
-):
+def interpolate(inputs, output, pipe_format, exp, multi, fps, input_fps, slowmo, scene_threshold,
+                dedup, dedup_threshold, dedup_max_hold, montage, png, force, skip_existing, resume,
+                codec, crf, preset, pix_fmt, batch_size, hwaccel, deinterlace, devices,
+                ray_address, quiet, as_json, **model_opts):  # fmt: skip
     """Interpolate videos (any file FFmpeg reads) or image directories to a higher frame rate.
 
     Output frame i sits at i / F_out; source frames pass through untouched, made frames fill the
@@ -463,18 +446,79 @@ def interpolate(
       rife interpolate --fps 60 clip.mkv -o out.mkv
       rife interpolate frames_dir/ -o out/ --png
       rife interpolate frames_dir/ --input-fps 23.976 -o out.mkv
+      ffmpeg -i in.mkv -f matroska - | rife interpolate - -o - > out.mkv
+      rife interpolate in.mp4 -o - --format yuv4mpegpipe | x265 --y4m - -o out.hevc
     """
-    import json
+    options = {
+        "resume": resume, "skip_existing": skip_existing, "exp": exp, "multi": multi, "fps": fps,
+        "input_fps": input_fps, "slowmo": slowmo, "scene_threshold": scene_threshold,
+        "dedup": dedup, "dedup_threshold": dedup_threshold, "dedup_max_hold": dedup_max_hold,
+        "montage": montage, "png": png, "force": force, "codec": codec, "crf": crf,
+        "preset": preset, "pix_fmt": pix_fmt, "hwaccel": None if hwaccel == "none" else hwaccel,
+        "format": pipe_format, "deinterlace": deinterlace,
+    }  # fmt: skip
+    output = None if output is None else ("-" if str(output) == "-" else Path(output))
+    jobs = _checked_jobs(inputs, output, options, batch_size, devices, ray_address, as_json)
+    if jobs and devices is None and ray_address is None:
+        _prefault_for_cpu_run(jobs[0], model_opts["device"])
+    stop = _install_stop_handlers()
+    several = len(jobs) > 1
+    out_dir = output if several else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    done = None
+    if devices is not None or ray_address is not None:
+        done = _scale_out(jobs, output, out_dir, devices, ray_address, model_opts, batch_size,
+                          options, quiet, stop)  # fmt: skip
+    engine_for = _engines(model_opts, batch_size)
+    rows, results, failed = [], [], 0
+    for inp in jobs:
+        summary = _one_input(inp, None if several else output, out_dir, done, engine_for, options,
+                             quiet, stop, several, rows)  # fmt: skip
+        if summary is None:
+            failed += 1
+            continue
+        results.append(summary)
+        _report(inp, summary, rows, quiet, dedup, input_fps)
+    _finish(jobs, rows, results, failed, several, as_json)
 
+
+def _checked_jobs(inputs, output, options, batch_size, devices, ray_address, as_json) -> list:
+    """The inputs as jobs (files, folders, globs expanded; "-" and URLs as given), and every usage
+    error found before any input is opened."""
+    from .batch import expand_inputs
+    from .pipeline.run import input_rate
     from .pipeline.timing import Timing
+    from .video.pipes import is_stdio, is_stream
 
-    Timing.from_options(exp, multi, fps, slowmo)  # usage errors before any input is opened
+    Timing.from_options(options["exp"], options["multi"], options["fps"], options["slowmo"])
     if batch_size < 0:
         raise click.UsageError("--batch-size must be 1 or more")
-    stop = _install_stop_handlers()
-    from .errors import Interrupted
-    from .pipeline.run import interpolate_video
+    if options["format"] is not None and not is_stdio(output):
+        raise click.UsageError("--format is for -o - (standard output); a file's suffix says it")
+    streams = [i for i in inputs if is_stream(i)]
+    jobs = streams + expand_inputs([Path(i) for i in inputs if not is_stream(i)])
+    piped = is_stdio(output) or any(is_stdio(i) for i in inputs)
+    if piped and (devices is not None or ray_address is not None):
+        raise click.UsageError("--devices and --ray cut a file into shards; pipes cannot be cut")
+    if is_stdio(output) and len(jobs) > 1:
+        raise click.UsageError("-o - takes one input")
+    if is_stdio(output) and as_json:
+        raise click.UsageError("--json prints on standard output, which -o - uses for the video")
+    if sum(is_stdio(i) for i in inputs) > 1 or (any(map(is_stdio, inputs)) and len(jobs) > 1):
+        raise click.UsageError("standard input (-) is one input, alone")
+    if options["input_fps"] is not None:
+        for inp in jobs:  # a video among the inputs: refused before any work
+            if is_stream(inp):
+                raise click.UsageError("--input-fps sets the rate of an image folder")
+            input_rate(options["input_fps"], inp)
+    if len(jobs) > 1 and output is not None and output.exists() and not output.is_dir():
+        raise click.UsageError("with several inputs, -o must be a directory")
+    return jobs
 
+
+def _engines(model_opts: dict, batch_size: int):
+    """The engine for a run, made on first use and kept for the next inputs."""
     engines: dict[bool, object] = {}
 
     def engine_for(need):
@@ -484,117 +528,82 @@ def interpolate(
             )
         return engines[need]
 
-    from .batch import expand_inputs, summary_table
+    return engine_for
 
-    jobs = expand_inputs(list(inputs))
-    if input_fps is not None:
-        from .pipeline.run import input_rate
 
-        for inp in jobs:  # a video among the inputs: refused before any work
-            input_rate(input_fps, inp)
-    if jobs and devices is None and ray_address is None:
-        _prefault_for_cpu_run(jobs[0], model_opts["device"])
-    several = len(jobs) > 1
-    if several and output is not None and output.exists() and not output.is_dir():
-        raise click.UsageError("with several inputs, -o must be a directory")
-    out_dir = output if several else None
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    results, rows, failed = [], [], 0
-    options = {
-        "resume": resume,
-        "skip_existing": skip_existing,
-        "exp": exp,
-        "multi": multi,
-        "fps": fps,
-        "input_fps": input_fps,
-        "slowmo": slowmo,
-        "scene_threshold": scene_threshold,
-        "dedup": dedup,
-        "dedup_threshold": dedup_threshold,
-        "dedup_max_hold": dedup_max_hold,
-        "montage": montage,
-        "png": png,
-        "force": force,
-        "codec": codec,
-        "crf": crf,
-        "preset": preset,
-        "pix_fmt": pix_fmt,
-        "hwaccel": None if hwaccel == "none" else hwaccel,
-        "deinterlace": deinterlace,
-    }
-    if devices is not None or ray_address is not None:
-        done = _scale_out(
-            jobs, output, out_dir, devices, ray_address, model_opts, batch_size, options, quiet,
-            stop,
-        )  # fmt: skip
-    else:
-        done = None
-    for inp in jobs:
-        bar = _Progress(quiet or done is not None, inp.name)
-        try:
-            if done is not None:
-                summary, error = done[inp]
-                if error is not None:
-                    raise RifeError(error)
-            else:
-                summary = interpolate_video(
-                    inp,
-                    None if several else output,
-                    output_dir=out_dir,
-                    engine_factory=engine_for,
-                    progress=bar,
-                    total=bar.total,
-                    warn=notice,
-                    stop=stop,
-                    **options,
-                )
-        except Interrupted:
+def _one_input(inp, output, out_dir, done, engine_for, options, quiet, stop, several, rows):
+    """One input's summary (from the scale-out run, or made here); None when it failed and
+    others follow (the failure is in `rows`)."""
+    from .errors import Interrupted
+    from .pipeline.run import interpolate_video
+    from .video.pipes import label
+
+    bar = _Progress(quiet or done is not None, Path(str(inp)).name or label(inp))
+    try:
+        if done is not None:
+            summary, error = done[inp]
+            if error is not None:
+                raise RifeError(error)
+            return summary
+        return interpolate_video(inp, output, output_dir=out_dir, engine_factory=engine_for,
+                                 progress=bar, total=bar.total, warn=notice, stop=stop,
+                                 **options)  # fmt: skip
+    except Interrupted:
+        raise
+    except Exception as exc:
+        if not several:
             raise
-        except Exception as exc:
-            if not several:
-                raise
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            notice(f"error: {msg}")
-            rows.append((str(inp), "failed", msg))
-            failed += 1
-            continue
-        finally:
-            bar.close()
-        results.append(summary)
-        if summary.skipped:
-            rows.append((str(inp), "skipped", f"{summary.output} exists"))
-            continue
-        rows.append(
-            (
-                str(inp),
-                "done",
-                f"{summary.frames_out} frames, {summary.seconds:.1f} s -> {summary.output}",
-            )
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        notice(f"error: {msg}")
+        rows.append((str(inp), "failed", msg))
+        return None
+    finally:
+        bar.close()
+
+
+def _report(inp, summary, rows: list, quiet: bool, dedup: bool, input_fps) -> None:
+    """One input's row for the table of several, its warnings and its summary line (stderr)."""
+    if summary.skipped:
+        rows.append((str(inp), "skipped", f"{summary.output} exists"))
+        return
+    rows.append(
+        (
+            str(inp),
+            "done",
+            f"{summary.frames_out} frames, {summary.seconds:.1f} s -> {summary.output}",
         )
-        if summary.bad_packets:
-            notice(f"{inp}: {summary.bad_packets} corrupt packets skipped")
-        if summary.resized_frames:
-            notice(f"{inp}: {summary.resized_frames} frames of another size scaled to fit")
-        if summary.oom_backoffs:
-            notice(
-                f"{inp}: out of GPU memory {summary.oom_backoffs} time(s); the batch was halved "
-                "each time (a smaller --batch-size avoids the retries)"
-            )
-        if not quiet:
-            rate_note = ""
-            if inp.is_dir() and input_fps is None:
-                rate_note = " (an image folder's default rate; --input-fps sets it)"
-            notice(
-                f"{summary.input} -> {summary.output}: {summary.frames_in} -> {summary.frames_out} frames, "
-                f"{summary.fps_in} -> {summary.fps_out} fps{rate_note}, {summary.duration:.3f} s, "
-                f"{summary.scene_cuts} scene cuts, "
-                + (f"{summary.duplicates} duplicates dropped, " if dedup else "")
-                + (f"{summary.flashes} flashes, " if summary.flashes else "")
-                + (f"deinterlaced ({summary.deinterlaced}), " if summary.deinterlaced else "")
-                + f"{summary.seconds:.1f} s on {summary.device} "
-                f"({summary.model}, {summary.precision})"
-            )
+    )
+    if summary.bad_packets:
+        notice(f"{inp}: {summary.bad_packets} corrupt packets skipped")
+    if summary.resized_frames:
+        notice(f"{inp}: {summary.resized_frames} frames of another size scaled to fit")
+    if summary.oom_backoffs:
+        notice(
+            f"{inp}: out of GPU memory {summary.oom_backoffs} time(s); the batch was halved "
+            "each time (a smaller --batch-size avoids the retries)"
+        )
+    if quiet:
+        return
+    rate_note = ""
+    if isinstance(inp, Path) and inp.is_dir() and input_fps is None:
+        rate_note = " (an image folder's default rate; --input-fps sets it)"
+    notice(
+        f"{summary.input} -> {summary.output}: {summary.frames_in} -> {summary.frames_out} frames, "
+        f"{summary.fps_in} -> {summary.fps_out} fps{rate_note}, {summary.duration:.3f} s, "
+        f"{summary.scene_cuts} scene cuts, "
+        + (f"{summary.duplicates} duplicates dropped, " if dedup else "")
+        + (f"{summary.flashes} flashes, " if summary.flashes else "")
+        + (f"deinterlaced ({summary.deinterlaced}), " if summary.deinterlaced else "")
+        + f"{summary.seconds:.1f} s on {summary.device} ({summary.model}, {summary.precision})"
+    )
+
+
+def _finish(jobs, rows, results, failed: int, several: bool, as_json: bool) -> None:
+    """The table of several inputs, the JSON summary, and the exit code when some failed."""
+    import json
+
+    from .batch import summary_table
+
     if several:
         click.echo(summary_table(rows), err=True)
     if as_json:
@@ -669,8 +678,8 @@ def _prefault_for_cpu_run(first: Path, device: str) -> None:
     imported on one core and the others idle (rife_cli.engine.hostmem.prefault). Measured on the 2-core
     CPU, whole `rife interpolate --exp 1` of a 20-frame 720p clip, alternated 3 times: 23.2-23.9 s
     against 24.1-24.8 s without (and no gain from faulting half as much again)."""
-    if "torch" in sys.modules or device not in ("auto", "cpu"):
-        return
+    if "torch" in sys.modules or device not in ("auto", "cpu") or not isinstance(first, Path):
+        return  # (a pipe or a URL is read once, by the run)
     if device == "auto" and nvidia_present():
         return  # a CUDA machine: the frames will not be on the host
     from .engine.cpus import default_lanes

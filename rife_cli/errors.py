@@ -39,3 +39,13 @@ class Interrupted(RifeError):
         super().__init__(message)
         self.exit_code = signum_exit
         self.hard = hard
+
+
+class PipeClosed(RifeError):
+    """Standard output's reader went away (`| head -c`): the run ends, exit code 141 as a shell
+    reports a process ended by SIGPIPE."""
+
+    exit_code = 141
+
+    def __init__(self, message: str = "standard output was closed by its reader; stopped"):
+        super().__init__(message)

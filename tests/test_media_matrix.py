@@ -6,6 +6,7 @@ every made frame is an exact midpoint (so every source frame is passed through, 
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from pathlib import Path
 
@@ -349,3 +350,82 @@ def test_a_file_cut_off_mid_copy_comes_out_shorter_with_a_warning(tmp_path):
         whole, tmp_path / "w.mkv", engine_factory=lambda need: blend_engine(), warn=warnings.append
     )
     assert warnings == []
+
+
+# What the ffmpeg program (5.1) writes for 24 frames at each rate, read back with PyAV as
+# read_media does: (average rate, duration) of the video stream (MP4/MOV: the stream's own;
+# Matroska/WebM state none, so the file's). Made by hand with
+#   ffmpeg -f lavfi -i testsrc=size=64x48:rate=R -frames:v 24 -c:v libx264 -bf 2 out.EXT
+# (libvpx-vp9 for .webm); its frame times were i / R exactly in MP4/MOV, and i / R rounded to the
+# millisecond (halves up) in Matroska/WebM, for every frame. See docs/notes-pipes.md.
+FFMPEG_WRITES = {
+    ("mp4", "24000/1001"): ("24000/1001", "1001/1000"),
+    ("mp4", "24"): ("24", "1"),
+    ("mp4", "25"): ("25", "24/25"),
+    ("mp4", "30000/1001"): ("30000/1001", "1001/1250"),
+    ("mp4", "30"): ("30", "4/5"),
+    ("mp4", "50"): ("50", "12/25"),
+    ("mp4", "60000/1001"): ("60000/1001", "1001/2500"),
+    ("mp4", "60"): ("60", "2/5"),
+    ("mp4", "120"): ("120", "1/5"),
+    ("mov", "24000/1001"): ("24000/1001", "1001/1000"),
+    ("mov", "24"): ("24", "1"),
+    ("mov", "25"): ("25", "24/25"),
+    ("mov", "30000/1001"): ("30000/1001", "1001/1250"),
+    ("mov", "30"): ("30", "4/5"),
+    ("mov", "50"): ("50", "12/25"),
+    ("mov", "60000/1001"): ("60000/1001", "1001/2500"),
+    ("mov", "60"): ("60", "2/5"),
+    ("mov", "120"): ("120", "1/5"),
+    ("mkv", "24000/1001"): ("24000/1001", "1001/1000"),
+    ("mkv", "24"): ("24", "1"),
+    ("mkv", "25"): ("25", "24/25"),
+    ("mkv", "30000/1001"): ("30000/1001", "4/5"),
+    ("mkv", "30"): ("30", "4/5"),
+    ("mkv", "50"): ("50", "12/25"),
+    ("mkv", "60000/1001"): ("19001/317", "401/1000"),
+    ("mkv", "60"): ("60", "2/5"),
+    ("mkv", "120"): ("120", "1/5"),
+    ("webm", "24000/1001"): ("24000/1001", "1001/1000"),
+    ("webm", "24"): ("24", "1"),
+    ("webm", "25"): ("25", "24/25"),
+    ("webm", "30000/1001"): ("30000/1001", "4/5"),
+    ("webm", "30"): ("30", "4/5"),
+    ("webm", "50"): ("50", "12/25"),
+    ("webm", "60000/1001"): ("19001/317", "401/1000"),
+    ("webm", "60"): ("60", "2/5"),
+    ("webm", "120"): ("120", "1/5"),
+}
+
+
+def ffmpeg_frame_times(ext: str, rate: Fraction, n: int) -> list[Fraction]:
+    if ext in ("mp4", "mov"):
+        return [Fraction(i) / rate for i in range(n)]
+    half = Fraction(1, 2)
+    return [Fraction(math.floor(Fraction(1000 * i) / rate + half), 1000) for i in range(n)]
+
+
+@pytest.mark.parametrize("ext,rate", list(FFMPEG_WRITES), ids=[" ".join(k) for k in FFMPEG_WRITES])
+def test_header_rate_and_frame_times_are_the_ffmpeg_programs(tmp_path, ext, rate):
+    # 12 frames at half the rate doubled, in segments of 7 frames: each joint of MP4 segments
+    # used to move the times by its edit list's millisecond rounding (1200000/20011 for 59.94)
+    out_rate = Fraction(rate)
+    clip = Clip(".mkv", rate=out_rate / 2, n=12)
+    src = make_clip(tmp_path / "in.mkv", clip)
+    out = tmp_path / f"o.{ext}"
+    interpolate_video(
+        src,
+        out,
+        engine_factory=lambda need: blend_engine(),
+        codec="libvpx-vp9" if ext == "webm" else None,
+        segment_frames=7,
+        segment_seconds=0,
+    )
+    avg, duration = (Fraction(v) for v in FFMPEG_WRITES[(ext, rate)])
+    with av.open(str(out)) as c:
+        s = c.streams.video[0]
+        times = [Fraction(f.pts) * s.time_base for f in c.decode(s)]
+        stated = Fraction(s.duration) * s.time_base if s.duration else None
+        assert Fraction(s.average_rate) == avg
+        assert (stated or Fraction(c.duration, av.time_base)) == duration
+    assert times == ffmpeg_frame_times(ext, out_rate, 24)

@@ -22,6 +22,15 @@ import numpy as np
 
 from ..errors import InputError, ModelError, OutputError, UsageError
 from ..video.images import as_bgr, blend_alpha, merge
+from ..video.pipes import (
+    is_stdio,
+    is_stream,
+    join_raw,
+    label,
+    piped_output,
+    send_to_stdout,
+    spooled_input,
+)
 from ..video.source import SourceFrame, SourceInfo, probe, read_frames
 from . import dedup as repeats
 from . import scenes
@@ -42,7 +51,7 @@ FRAME_NAME = re.compile(r"\d{8}\.png")  # what ImageSink writes
 # decoders give the same pictures).
 RESUME_NEUTRAL = frozenset(
     {"force", "resume", "skip_existing", "hwaccel", "queue_bytes", "segment_frames",
-     "segment_seconds"}
+     "segment_seconds", "format"}
 )  # fmt: skip
 
 
@@ -101,6 +110,7 @@ class Options:
     segment_frames: int = SEGMENT_FRAMES
     segment_seconds: float = SEGMENT_SECONDS
     deinterlace: str = "auto"  # auto (flag and idet), on, off: see video/filters.py
+    format: str | None = None  # the muxer for -o - (video.pipes.PIPE_FORMATS); default Matroska
 
 
 def _rate_text(rate: Fraction) -> str:
@@ -113,7 +123,8 @@ def default_output(info: SourceInfo, label: str, png: bool) -> Path:
         return info.path.parent / f"{stem}_{label}"
     from ..video.sink import container_of
 
-    ext = info.path.suffix.lower() if container_of(info.path) else ".mp4"
+    ext = info.path.suffix.lower()
+    ext = ext if ext in (".mp4", ".mkv", ".mov", ".webm") and container_of(info.path) else ".mp4"
     return info.path.with_name(f"{stem}_{label}{ext}")
 
 
@@ -651,6 +662,13 @@ def _interlace(info: SourceInfo, mode: str, warn: Callable[[str], None]):
     return verdict.decide(mode)
 
 
+# The options of the Interpolator that interpolate_video passes on when it makes the engine.
+ENGINE_KEYS = frozenset(
+    {"model", "device", "precision", "scale", "batch_size", "offline", "notice", "compile",
+     "cuda_graphs"}
+)  # fmt: skip
+
+
 def interpolate_video(
     input: str | Path,
     output: str | Path | None = None,
@@ -666,46 +684,63 @@ def interpolate_video(
 ) -> Summary:
     """Interpolate one video or image directory. Options are those of `Options` plus, when no
     engine_factory is given, those of `Interpolator` (model, device, precision, scale, batch_size).
-    With a `shard` (rife_cli.scale.shards), only its part is made, into its folder of segments beside
-    `output` (which must be given); whoever cut the input checks the output and joins the shards."""
+    `input` may be "-" (standard input) or an http(s) URL, `output` "-" (standard output, as
+    Options.format says). With a `shard` (rife_cli.scale.shards), only its part is made, into its
+    folder of segments beside `output` (which must be given); whoever cut the input checks the
+    output and joins the shards."""
     started = clock.perf_counter()
     warn = warn or (lambda msg: None)
-    engine_keys = {
-        "model",
-        "device",
-        "precision",
-        "scale",
-        "batch_size",
-        "offline",
-        "notice",
-        "compile",
-        "cuda_graphs",
-    }
-    engine_opts = {k: options.pop(k) for k in list(options) if k in engine_keys}
-    job = prepare(input, output, output_dir, Options(**options), warn, sharded=shard is not None)
-    inp, info, target, out, png, enc, hwaccel, opts = (
-        job.inp,
-        job.info,
-        job.target,
-        job.out,
-        job.png,
-        job.enc,
-        job.hwaccel,
-        job.opts,
-    )
-    if job.skipped:
-        return Summary(input=str(inp), output=str(out), skipped=True)
+    engine_opts = {k: options.pop(k) for k in list(options) if k in ENGINE_KEYS}
+    opts = Options(**options)
+    check_pipes(input, output, opts)
+    with spooled_input(input) as source, piped_output(output, opts.format) as pipe:
+        job = prepare(
+            source, pipe.path if pipe else output, output_dir, opts, warn, shard is not None
+        )
+        if job.skipped:
+            return Summary(input=str(job.inp), output=str(job.out), skipped=True)
+        engine = _engine(job, engine_factory, engine_opts)
+        job = _on_engine_gpu(job, engine)
+        before = _engine_counts(engine)
+        if job.info.frames and total:
+            total(_expected_frames(job))
+        run, audio = _make(job, engine, progress, warn, stop, shard)
+        if pipe is not None:
+            send_to_stdout(job.out)
+    summary = _summary(job, run, engine, before, audio, started)
+    if is_stream(input) or pipe is not None:
+        summary.input = label(input) if is_stdio(input) else str(input)
+        summary.output = "standard output" if pipe is not None else summary.output
+    return summary
 
-    f = target.factor
+
+def check_pipes(input, output, opts: Options) -> None:
+    """What cannot work on a pipe, refused before any work."""
+    if not (is_stdio(input) or is_stdio(output)):
+        return
+    where = "standard input" if is_stdio(input) else "standard output"
+    if opts.resume:
+        raise UsageError(f"--resume needs files: {where} cannot be read or written again")
+    if opts.skip_existing and is_stdio(output):
+        raise UsageError("--skip-existing has no output file to look for with -o -")
+    if opts.png and is_stdio(output):
+        raise UsageError("--png writes a folder of files; -o - takes a video stream")
+    if is_stdio(input) and output is None:
+        raise UsageError("reading standard input: say where to write with -o FILE or -o -")
+
+
+def _engine(job: Job, engine_factory, engine_opts: dict):
+    """The engine for this job: one that makes any timestep where the plan needs it."""
+    f, info, opts = job.target.factor, job.info, job.opts
     need_any = f.denominator != 1 or (f.numerator & (f.numerator - 1)) != 0 or info.vfr
+    # --dedup: the distinct frames are unevenly spaced, so the timesteps are not dyadic.
+    need_any = need_any or opts.dedup
     if engine_factory is None:
         from ..engine import interpolator_for
 
         def engine_factory(need):
             return interpolator_for(need, **engine_opts)
 
-    # --dedup: the distinct frames are unevenly spaced, so the timesteps are not dyadic.
-    need_any = need_any or opts.dedup
     engine = engine_factory(need_any)
     if need_any and not engine.any_timestep:
         why = "a variable-frame-rate source" if info.vfr else f"a {float(f):g}x factor"
@@ -714,95 +749,50 @@ def interpolate_video(
             f"model {engine.source.label} makes only midpoints and cannot serve {why}; "
             "use --model v4.0"
         )
-    gpu = gpu_index(engine)
-    if gpu is not None:
-        # NVDEC and NVENC on the engine's own GPU (a --devices worker's), not on the first.
-        hwaccel = f"{hwaccel}:{gpu}" if hwaccel else None
-        if enc is not None:
-            enc = replace(enc, gpu=gpu)
-    fallbacks_before = getattr(engine, "fp32_fallbacks", 0)
-    backoffs_before = getattr(engine, "oom_backoffs", 0)
-    if info.frames and total:
-        total(int(info.frames * f) if not png else int((info.frames - 1) * f) + 1)
+    return engine
 
-    part = part_path(out)
-    if png:
+
+def _on_engine_gpu(job: Job, engine) -> Job:
+    """NVDEC and NVENC on the engine's own GPU (a --devices worker's), not on the first."""
+    gpu = gpu_index(engine)
+    if gpu is None:
+        return job
+    hwaccel = f"{job.hwaccel}:{gpu}" if job.hwaccel else None
+    enc = replace(job.enc, gpu=gpu) if job.enc is not None else None
+    return replace(job, hwaccel=hwaccel, enc=enc)
+
+
+def _engine_counts(engine) -> tuple[int, int]:
+    """The engine's fp32 fallbacks and out-of-memory back-offs so far (it may serve several jobs)."""
+    return getattr(engine, "fp32_fallbacks", 0), getattr(engine, "oom_backoffs", 0)
+
+
+def _expected_frames(job: Job) -> int:
+    f, n = job.target.factor, job.info.frames
+    return int(n * f) if not job.png else int((n - 1) * f) + 1
+
+
+def _make(job: Job, engine, progress, warn, stop, shard) -> tuple[_Run, list[str]]:
+    """The run itself: frames read, made and written, then the output put in place. Returns the
+    run (its counters) and the audio tracks carried."""
+    part = part_path(job.out)
+    if job.png:
         from ..video.sink import ImageSink
 
-        sink, journal = ImageSink(part, info.bits), None
+        sink, journal = ImageSink(part, job.info.bits), None
     else:
-        sink, journal = _open_segments(inp, out, info, target, engine, opts, enc, warn, shard)
-    run = _Run(
-        info,
-        target,
-        engine,
-        opts,
-        png,
-        progress,
-        warn,
-        stop=stop,
-        journal=journal,
-        hwaccel=hwaccel,
-        shard=shard,
-        out_planes=plane_format(info, enc, engine, opts, png),
-    )
-    src_q = ByteQueue(opts.queue_bytes, run.cancel)
-    out_q = ByteQueue(opts.queue_bytes, run.cancel)
-    reader = Worker("reader", lambda: run.read(src_q), run.cancel)
-    writer = Worker("writer", lambda: run.write(out_q, sink), run.cancel)
-    audio: list[str] = []
+        sink, journal = _open_segments(
+            job.inp, job.out, job.info, job.target, engine, job.opts, job.enc, warn, shard
+        )
+    run = _Run(job.info, job.target, engine, job.opts, job.png, progress, warn, stop=stop,
+               journal=journal, hwaccel=job.hwaccel, shard=shard,
+               out_planes=plane_format(job.info, job.enc, engine, job.opts, job.png))  # fmt: skip
     ok = False
     try:
-        reader.start()
-        writer.start()
-        try:
-            run.infer(src_q, out_q, end_hold=not png and (shard is None or shard.last))
-            out_q.put(DONE)
-            if run.stopped:
-                run.cancel.set()  # the reader may be blocked on a full queue
-        except Cancelled:
-            pass  # a worker failed and cancelled the run; its own error is raised below
-        except InputError:
-            # The input ended early ("no frames"): a reader that failed says why. Its stages
-            # (--dedup, scenes) hold frames back, so it can fail before inference saw a frame.
-            run.cancel.set()
-            _join(reader)
-            reader.check()
-            raise
-        except BaseException:  # any failure here (Ctrl-C too): stop the workers, then re-raise
-            run.cancel.set()
-            raise
-        finally:
-            try:
-                run.close(wait=not (stop is not None and stop.hard))
-            finally:
-                _join(reader, writer)
-        writer.check()
-        if run.stopped:
-            from ..errors import Interrupted
-
-            if png:  # nothing is kept of a PNG sequence, and --resume refuses one
-                why = f"interrupted; PNG output restarts: run the same command again for {out.name}"
-            else:
-                why = f"interrupted; the same command with --resume continues {out.name}"
-            raise Interrupted(stop.exit_code, why)
-        reader.check()
-        if run.cancel.is_set():
-            raise OutputError(f"{out}: run cancelled")
+        _drive(run, sink, end_hold=not job.png and (shard is None or shard.last), stop=stop)
+        _check_finished(run, job, stop)
         sink.close()
-        if shard is not None:
-            shard.done_marker(out).touch()
-        elif png:
-            if _empty_dir(out):
-                out.rmdir()  # the empty folder check_output took
-            elif out.exists() and opts.force:
-                shutil.rmtree(out) if out.is_dir() else out.unlink()
-            elif out.exists():
-                raise OutputError(f"{out}: appeared during the run; use --force to overwrite")
-            os.replace(part, out)
-        else:
-            audio = finish_video(sink.files(), inp, info, out, opts.slowmo, run.video_start, warn)
-            shutil.rmtree(journal.folder, ignore_errors=True)
+        audio = _put_in_place(job, run, sink, journal, shard, warn)
         ok = True
     except (InputError, ModelError, UsageError):
         # The input itself is at fault: nothing worth resuming.
@@ -818,17 +808,96 @@ def interpolate_video(
             shutil.rmtree(part, ignore_errors=True)
         else:
             part.unlink(missing_ok=True)
+    return run, audio
 
-    duration = Fraction(run.frames_out) / target.write_rate
+
+def _drive(run: _Run, sink, end_hold: bool, stop: StopRequest | None) -> None:
+    """Reader and writer threads around inference in this thread; every thread joined on return,
+    a worker's own failure raised."""
+    src_q = ByteQueue(run.opts.queue_bytes, run.cancel)
+    out_q = ByteQueue(run.opts.queue_bytes, run.cancel)
+    reader = Worker("reader", lambda: run.read(src_q), run.cancel)
+    writer = Worker("writer", lambda: run.write(out_q, sink), run.cancel)
+    reader.start()
+    writer.start()
+    try:
+        run.infer(src_q, out_q, end_hold=end_hold)
+        out_q.put(DONE)
+        if run.stopped:
+            run.cancel.set()  # the reader may be blocked on a full queue
+    except Cancelled:
+        pass  # a worker failed and cancelled the run; its own error is raised below
+    except InputError:
+        # The input ended early ("no frames"): a reader that failed says why. Its stages
+        # (--dedup, scenes) hold frames back, so it can fail before inference saw a frame.
+        run.cancel.set()
+        _join(reader)
+        reader.check()
+        raise
+    except BaseException:  # any failure here (Ctrl-C too): stop the workers, then re-raise
+        run.cancel.set()
+        raise
+    finally:
+        try:
+            run.close(wait=not (stop is not None and stop.hard))
+        finally:
+            _join(reader, writer)
+    writer.check()
+    if not run.stopped:
+        reader.check()
+
+
+def _check_finished(run: _Run, job: Job, stop: StopRequest | None) -> None:
+    """A stop request ends the run here, saying how to go on; a cancelled run fails."""
+    if run.stopped:
+        from ..errors import Interrupted
+
+        name = job.out.name
+        if job.png:  # nothing is kept of a PNG sequence, and --resume refuses one
+            why = f"interrupted; PNG output restarts: run the same command again for {name}"
+        else:
+            why = f"interrupted; the same command with --resume continues {name}"
+        raise Interrupted(stop.exit_code, why)
+    if run.cancel.is_set():
+        raise OutputError(f"{job.out}: run cancelled")
+
+
+def _put_in_place(job: Job, run: _Run, sink, journal, shard, warn) -> list[str]:
+    """The finished output under its name: a shard marked done, a PNG folder renamed, or the
+    video joined with the source's other tracks. Returns the audio tracks carried."""
+    out = job.out
+    if shard is not None:
+        shard.done_marker(out).touch()
+        return []
+    if job.png:
+        if _empty_dir(out):
+            out.rmdir()  # the empty folder check_output took
+        elif out.exists() and job.opts.force:
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        elif out.exists():
+            raise OutputError(f"{out}: appeared during the run; use --force to overwrite")
+        os.replace(part_path(out), out)
+        return []
+    rate = job.target.write_rate
+    audio = finish_video(
+        sink.files(), job.inp, job.info, out, job.opts.slowmo, run.video_start, warn, rate
+    )
+    shutil.rmtree(journal.folder, ignore_errors=True)
+    return audio
+
+
+def _summary(job: Job, run: _Run, engine, before: tuple[int, int], audio, started) -> Summary:
+    info = job.info
+    duration = Fraction(run.frames_out) / job.target.write_rate
     fields = 2 if info.interlace else 1
     return Summary(
-        input=str(inp),
-        output=str(out),
+        input=str(job.inp),
+        output=str(job.out),
         # an interlaced source's frames, not its fields
         frames_in=(run.frames_in + (run.dedup.dropped if run.dedup else 0) + fields - 1) // fields,
         frames_out=run.frames_out,
         fps_in=_rate_text(info.rate / fields),
-        fps_out=_rate_text(target.write_rate),
+        fps_out=_rate_text(job.target.write_rate),
         duration=float(duration),
         scene_cuts=run.cuts,
         seconds=round(clock.perf_counter() - started, 3),
@@ -838,8 +907,8 @@ def interpolate_video(
         audio=audio,
         bad_packets=run.stats["bad_packets"],
         resized_frames=run.stats["resized_frames"],
-        fp32_fallbacks=getattr(engine, "fp32_fallbacks", 0) - fallbacks_before,
-        oom_backoffs=getattr(engine, "oom_backoffs", 0) - backoffs_before,
+        fp32_fallbacks=getattr(engine, "fp32_fallbacks", 0) - before[0],
+        oom_backoffs=getattr(engine, "oom_backoffs", 0) - before[1],
         hwaccel=job.hwaccel,
         duplicates=run.dedup.dropped if run.dedup else 0,
         flashes=run.scenes.flashes if run.scenes else 0,
@@ -855,19 +924,27 @@ def finish_video(
     slowmo: bool,
     video_start: Fraction,
     warn: Callable[[str], None],
+    rate: Fraction | None = None,
 ) -> list[str]:
-    """The output file from its video segments and the source's other tracks, written beside it
-    and renamed into place. Returns the audio tracks as carried (codec names)."""
+    """The output file from its video segments (frames at `rate`) and the source's other tracks,
+    written beside it and renamed into place. Returns the audio tracks as carried (codec names)."""
     from ..video.mux import Keep, mux
     from ..video.sink import container_of
 
-    tracks = not slowmo and not info.is_images
+    fmt = container_of(out)
+    tracks = not slowmo and not info.is_images and fmt != "yuv4mpegpipe"
     if slowmo and info.has_audio:
         warn("--slowmo: audio dropped (its duration would not match)")
+    elif fmt == "yuv4mpegpipe" and info.has_audio:
+        warn("yuv4mpegpipe carries raw video only: audio dropped")
     keep = Keep(inp if tracks else None, video_start, info.picture.display_matrix)
     part = part_path(out)
     try:
-        report = mux(segments, keep, part, container_of(out), warn)
+        if fmt == "yuv4mpegpipe":
+            join_raw(segments, part, rate or info.rate)
+            os.replace(part, out)
+            return []
+        report = mux(segments, keep, part, fmt, warn, rate)
         os.replace(part, out)
     finally:
         part.unlink(missing_ok=True)

@@ -347,8 +347,9 @@ def interpolate_sharded(
         )
     made_frames = frames_out(out, shards)
     audio = finish_video(
-        segment_files(out, shards), job.inp, info, out, opts.slowmo, info.start, warn
-    )
+        segment_files(out, shards), job.inp, info, out, opts.slowmo, info.start, warn,
+        job.target.write_rate,
+    )  # fmt: skip
     shutil.rmtree(work_dir_for(out), ignore_errors=True)
     parts = [Summary(**done[s.index]) for s in todo]
     first = parts[0] if parts else Summary(input=str(inp), output=str(out))

@@ -108,12 +108,22 @@ def _rebuilt_dts(path: Path) -> list[int] | None:
     return [k - delay for k in order]
 
 
-def _segment_packets(paths: list[Path]):
+def _on_grid(ticks: int, tb: Fraction, rate: Fraction) -> int:
+    """`ticks` (of `tb`) moved to the nearest point of the output's frame grid (i / rate), rounded
+    to a tick as FFmpeg rescales (half away from zero)."""
+    return _ticks(Fraction(round(ticks * tb * rate)) / rate / tb)
+
+
+def _segment_packets(paths: list[Path], rate: Fraction | None = None):
     """Video packets of the segments in order, as (time, input id, order, packet).
 
     Each segment was encoded on its own. Where a segment stores no decoding times they are
-    rebuilt (_rebuilt_dts). A decoding time that steps back at a joint (by the encoder's reorder
-    delay) is nudged forward, never past its pts, to stay monotonic."""
+    rebuilt (_rebuilt_dts). With the output's `rate`, every time goes back onto its frame grid
+    and every packet lasts one frame: an MP4 segment that starts late reads back shifted by its
+    edit list's rounding to the movie's millisecond timescale, which summed over the joints made
+    the header rate inexact (1200000/20011 for 60000/1001). A decoding time that steps back at a
+    joint (by the encoder's reorder delay) is nudged forward, never past its pts, to stay
+    monotonic."""
     last_dts = None
     n = 0
     for path in paths:
@@ -124,6 +134,8 @@ def _segment_packets(paths: list[Path]):
                 if dts is not None:
                     packet.dts = dts[k]
                 tb = Fraction(packet.time_base)
+                if rate is not None:
+                    _regrid(packet, tb, rate)
                 if packet.dts is not None:
                     if last_dts is not None and packet.dts * tb <= last_dts:
                         packet.dts = min(packet.pts, math.floor(last_dts / tb) + 1)
@@ -132,6 +144,20 @@ def _segment_packets(paths: list[Path]):
                     time = Fraction(packet.pts or 0) * tb
                 n += 1
                 yield time, 0, n, packet
+
+
+def _regrid(packet, tb: Fraction, rate: Fraction) -> None:
+    if packet.pts is not None:
+        packet.pts = _on_grid(packet.pts, tb, rate)
+    if packet.dts is not None:
+        packet.dts = _on_grid(packet.dts, tb, rate)
+    packet.duration = _ticks(1 / rate / tb)
+
+
+def _ticks(exact: Fraction) -> int:
+    """A time in ticks, rounded as FFmpeg's rescaling does (to nearest, halves away from 0)."""
+    half = Fraction(1, 2)
+    return math.floor(exact + half) if exact >= 0 else -math.floor(-exact + half)
 
 
 @dataclass
@@ -143,13 +169,22 @@ class Keep:
     display_matrix: tuple[int, ...] | None = None  # the source's rotation/flip, kept
 
 
-def mux(video_paths: list[Path], keep: Keep, out: Path, fmt: str, warn: Callable[[str], None]):
+def mux(
+    video_paths: list[Path],
+    keep: Keep,
+    out: Path,
+    fmt: str,
+    warn: Callable[[str], None],
+    rate: Fraction | None = None,
+):
     """Write `out` (format `fmt`) from the encoded video segments and what `keep` names of the
-    source. Trouble with the other tracks never fails the video: it is then written alone."""
+    source. With the video's constant `rate`, every frame is timed on its grid and lasts one
+    interval, and the header states that rate. Trouble with the other tracks never fails the
+    video: it is then written alone."""
     try:
         if keep.source is not None:
             try:
-                return _mux(video_paths, keep, out, fmt, warn)
+                return _mux(video_paths, keep, out, fmt, warn, rate)
             except OSError:
                 raise  # the disk, not the tracks: a second try would fail the same way
             except (
@@ -159,7 +194,8 @@ def mux(video_paths: list[Path], keep: Keep, out: Path, fmt: str, warn: Callable
                     f"audio/subtitles could not be carried over ({type(exc).__name__}: {exc}); "
                     "video only"
                 )
-        return _mux(video_paths, Keep(None, keep.video_start, keep.display_matrix), out, fmt, warn)
+        video_only = Keep(None, keep.video_start, keep.display_matrix)
+        return _mux(video_paths, video_only, out, fmt, warn, rate)
     except OSError as exc:
         # a full disk, a quota, a lost mount: one line; the segments and their journal stay
         raise OutputError(
@@ -168,7 +204,7 @@ def mux(video_paths: list[Path], keep: Keep, out: Path, fmt: str, warn: Callable
         ) from None
 
 
-def _mux(video_paths, keep: Keep, out, fmt, warn) -> MuxReport:
+def _mux(video_paths, keep: Keep, out, fmt, warn, rate=None) -> MuxReport:
     report = MuxReport()
     with (
         av.open(str(video_paths[0]), metadata_errors="replace") as first,
@@ -179,7 +215,10 @@ def _mux(video_paths, keep: Keep, out, fmt, warn) -> MuxReport:
         vout = dst.add_stream_from_template(first.streams.video[0], opaque=True)
         if keep.display_matrix is not None:
             vout.set_display_matrix(list(keep.display_matrix))
-        feeds = [_segment_packets(video_paths)]
+        if rate is not None:
+            # Matroska writes it as the track's default duration, as the ffmpeg program does
+            vout.codec_context.framerate = rate
+        feeds = [_segment_packets(video_paths, rate)]
         routes = {}
         covers = []
         src = _open_quietly(keep.source, warn) if keep.source is not None else None

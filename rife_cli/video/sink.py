@@ -26,9 +26,14 @@ CONTAINERS = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov", ".webm": "webm"}
 # Chroma formats by how much chroma they keep: 4:2:0, 4:2:2, 4:4:4 (log2 of the subsampling).
 CHROMA = {(1, 1): 0, (1, 0): 1, (0, 0): 2}
 CHROMA_NAMES = ("4:2:0", "4:2:2", "4:4:4")
+# What -o - writes (video.pipes.PIPE_FORMATS); as files too, though no default output is named so.
+CONTAINERS.update({".nut": "nut", ".mpegts": "mpegts", ".y4m": "yuv4mpegpipe"})
 
 
-DEFAULT_CODEC = {"webm": "libsvtav1"}  # else libx264; libx265 for HDR sources (see hdr.py)
+DEFAULT_CODEC = {
+    "webm": "libsvtav1",
+    "yuv4mpegpipe": "wrapped_avframe",
+}  # else libx264; libx265 for HDR sources (see hdr.py)
 
 
 @dataclass
@@ -50,6 +55,10 @@ def container_of(path: Path) -> str | None:
 
 def supported_codecs(fmt: str) -> set[str]:
     """Codec names FFmpeg's muxer for `fmt` accepts (asked of FFmpeg, not kept in a table)."""
+    if fmt == "mpegts":
+        # Its muxer keeps no codec table, so FFmpeg answers only its defaults (MPEG-2, MP2); what
+        # it takes shows when the header is written (prepare_encoding's check, the mux's).
+        return set(av.codecs_available)
     with av.open("/dev/null", "w", format=fmt) as c:
         return set(c.supported_codecs)
 
