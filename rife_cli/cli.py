@@ -627,7 +627,7 @@ def _scale_out(jobs, output, out_dir, devices, ray_address, model_opts, batch_si
     if ray_address is not None:
         from .scale.ray_cluster import ray_runner
 
-        runner, devs = ray_runner(ray_address, devices)
+        runner, devs = ray_runner(ray_address, devices, notice)
     else:
         runner, devs = None, parse_devices(devices)
     if len(jobs) == 1:

@@ -198,8 +198,49 @@ def test_ray_local_cluster_makes_the_same_output(tmp_path):
         )
         assert s.frames_out == 80
         same_video(tmp_path / "one.mkv", tmp_path / "ray.mkv")
+        # No --devices on a cluster without GPUs: one worker per node, with all its CPUs.
+        heard = []
+        runner, devices = ray_runner("local", None, heard.append)
+        assert devices == ["cpu"]
+        assert heard == ["--ray: no GPUs in the cluster; 1 CPU worker(s), one per node (cores: 2)"]
+        s = interpolate_sharded(
+            src, tmp_path / "nodes.mkv", devices, engine_config(), OPTIONS, runner=runner
+        )
+        assert s.device == "cpu: 1 node, 2 cores (Ray)"
+        same_video(tmp_path / "one.mkv", tmp_path / "nodes.mkv")
     finally:
         ray.shutdown()
+
+
+class _FakeRay:
+    def __init__(self, gpus, nodes):
+        self.gpus, self._nodes = gpus, nodes
+
+    def cluster_resources(self):
+        return {"CPU": 99.0, "GPU": float(self.gpus)} if self.gpus else {"CPU": 99.0}
+
+    def nodes(self):
+        return self._nodes
+
+
+def _node(node_id, cpus, alive=True):
+    return {"NodeID": node_id, "Alive": alive, "Resources": {"CPU": float(cpus)}}
+
+
+def test_ray_placements_gpus_cpu_lists_and_cpu_only_clusters():
+    from rife_cli.scale.ray_cluster import Placement, describe, placements
+
+    nodes = [_node("a", 16), _node("b", 8), _node("dead", 64, alive=False), _node("c", 0)]
+    per_node = placements(_FakeRay(0, nodes), None)
+    assert per_node == [Placement("cpu", 16, 0, "a"), Placement("cpu", 8, 0, "b")]
+    assert describe(per_node) == "cpu: 2 nodes, 24 cores (Ray)"
+    gpus = placements(_FakeRay(3, nodes), None)
+    assert gpus == [Placement("cuda", 1, 1)] * 3 and describe(gpus) == "cuda x3 (Ray)"
+    assert placements(_FakeRay(3, nodes), "cpu,cpu") == [Placement("cpu")] * 2
+    with pytest.raises(UsageError, match="all cpu"):
+        placements(_FakeRay(3, nodes), "cpu,cuda")
+    with pytest.raises(UsageError, match="no live node"):
+        placements(_FakeRay(0, [_node("dead", 8, alive=False)]), None)
 
 
 def test_a_variable_rate_input_is_cut_by_time_and_joins_the_same(tmp_path):

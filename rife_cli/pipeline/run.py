@@ -574,7 +574,8 @@ def prepare(
     inp = Path(input)
     opts.input_fps = input_rate(opts.input_fps, inp)  # exact: 23.976 resumes 24000/1001
     info = probe(inp, opts.input_fps)
-    interlace = _interlace(info, opts.deinterlace, warn)
+    # A shard's worker decides as the coordinator did; the coordinator has said what idet saw.
+    interlace = _interlace(info, opts.deinterlace, (lambda _: None) if sharded else warn)
     hwaccel = None
     if opts.hwaccel and not info.is_images and hardware:
         from ..video.source import check_hwaccel

@@ -363,7 +363,7 @@ def interpolate_sharded(
         duration=float(Fraction(made_frames) / job.target.write_rate),
         scene_cuts=sum(p.scene_cuts for p in parts),
         seconds=round(time.perf_counter() - started, 3),
-        device=",".join(dict.fromkeys(devices)),
+        device=getattr(runner, "label", None) or ",".join(dict.fromkeys(devices)),
         model=first.model,
         precision=first.precision,
         audio=audio,

@@ -1,7 +1,9 @@
 """`--ray`: the shards of one input as tasks on a Ray cluster's actors, one actor per GPU (or per
-CPU worker), each keeping its model loaded between shards.
+CPU worker), each keeping its model loaded between shards. A cluster without GPUs, with no
+--devices, gets one CPU actor per node holding all that node's cores: the CPU engine spreads its
+lanes over them, and one model per node costs less memory than one per core.
 
-Ray does the placing (an actor asks for one GPU, or one CPU), the hand-out of shards to free
+Ray does the placing (an actor asks for one GPU, or its CPUs), the hand-out of shards to free
 actors (ActorPool), and the recovery: an actor whose process dies is restarted and its task
 retried, and the retried shard goes on from the segments it had finished. Inputs, outputs and the
 resume folder must be on a path every node sees. Before any shard is handed out, every actor
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import socket
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError, Interrupted, OutputError, RifeError, UsageError
@@ -41,20 +44,43 @@ def _connect(address: str):
     return ray
 
 
-def _devices(ray, devices: str | None) -> list[str]:
-    """One actor per GPU in the cluster; `cpu,cpu,...` asks for that many CPU actors instead."""
+@dataclass
+class Placement:
+    """One actor's device and what it asks Ray for."""
+
+    device: str  # "cuda" or "cpu"
+    cpus: int = 1
+    gpus: int = 0
+    node_id: str | None = None  # pinned to this node (a CPU worker per node)
+
+
+def placements(ray, devices: str | None) -> list[Placement]:
+    """One actor per GPU in the cluster; `cpu,cpu,...` asks for that many one-CPU actors; a
+    cluster without GPUs gets one actor per live node, with every CPU of that node."""
     if devices:
         names = [d.strip() for d in devices.split(",") if d.strip()]
         if any(n != "cpu" for n in names) and any(n == "cpu" for n in names):
             raise UsageError("--ray with --devices: all cpu, or leave --devices out for the GPUs")
         if all(n == "cpu" for n in names):
-            return names
+            return [Placement("cpu") for _ in names]
     gpus = int(ray.cluster_resources().get("GPU", 0))
-    if gpus == 0:
-        raise UsageError(
-            "--ray: the cluster has no GPUs; say how many CPU workers with --devices cpu,cpu,..."
-        )
-    return ["cuda"] * gpus
+    if gpus:
+        return [Placement("cuda", cpus=1, gpus=1) for _ in range(gpus)]
+    nodes = [
+        n for n in ray.nodes() if n.get("Alive") and int(n.get("Resources", {}).get("CPU", 0)) >= 1
+    ]
+    if not nodes:
+        raise UsageError("--ray: the cluster has no live node with a CPU or a GPU to run on")
+    return [Placement("cpu", cpus=int(n["Resources"]["CPU"]), node_id=n["NodeID"]) for n in nodes]
+
+
+def describe(places: list[Placement]) -> str:
+    """What the summary says ran the job, e.g. "cuda x4 (Ray)" or "cpu: 3 nodes, 96 cores (Ray)"."""
+    if any(p.node_id for p in places):
+        cores = sum(p.cpus for p in places)
+        nodes = f"{len(places)} node{'s' if len(places) > 1 else ''}"
+        return f"cpu: {nodes}, {cores} cores (Ray)"
+    return f"{places[0].device} x{len(places)} (Ray)"
 
 
 class _Events:
@@ -128,27 +154,45 @@ class ShardActor:
         self._see_input(inp)
         events = _Events()
         if self.factory is None:
+            if self.cfg.device == "cpu" and self.cfg.threads:
+                import torch
+
+                torch.set_num_threads(self.cfg.threads)  # the cores Ray gave this actor
             self.factory = engine_factory(self.cfg, lambda m: events.put(("warn", shard.index, m)))
         summary = run_shard(self.cfg, inp, out, shard, events, None, self.factory)
         return shard.index, summary.as_dict(), events.messages
 
 
-def ray_runner(address: str, devices: str | None):
-    """(runner for scaleout.interpolate_sharded, the device of each actor)."""
+def ray_runner(address: str, devices: str | None, notice=None):
+    """(runner for scale.devices.interpolate_sharded, the device of each actor). `notice` hears
+    how a cluster without GPUs is used."""
     ray = _connect(address)
-    devs = _devices(ray, devices)
+    places = placements(ray, devices)
+    if places[0].node_id is not None and notice is not None:
+        cores = ", ".join(str(p.cpus) for p in places)
+        notice(
+            f"--ray: no GPUs in the cluster; {len(places)} CPU worker(s), one per node "
+            f"(cores: {cores})"
+        )
 
     def runner(job, shards, todo, cfgs, on_event, stop) -> None:
         from ray.util import ActorPool
 
         remote = ray.remote(ShardActor)
         actors = []
-        for cfg in cfgs[: len(todo)]:
-            gpu = cfg.device.startswith("cuda")
-            opts = {"max_restarts": RETRIES, "max_task_retries": RETRIES}
-            opts.update(num_gpus=1, num_cpus=1) if gpu else opts.update(num_cpus=1)
-            if gpu:
+        for cfg, place in zip(cfgs[: len(todo)], places):
+            opts = {"max_restarts": RETRIES, "max_task_retries": RETRIES, "num_cpus": place.cpus}
+            if place.gpus:
+                opts["num_gpus"] = place.gpus
                 cfg.device = "cuda:0"  # Ray shows each actor its own GPU as the first one
+            else:
+                cfg.threads = place.cpus
+            if place.node_id is not None:
+                from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+                opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
+                    place.node_id, soft=False
+                )
             actors.append(remote.options(**opts).remote(cfg))
         try:
             # Each actor checks its node before any GPU work (the head may have no GPU, and may
@@ -179,7 +223,8 @@ def ray_runner(address: str, devices: str | None):
             for a in actors:
                 ray.kill(a)
 
-    return runner, devs
+    runner.label = describe(places)
+    return runner, [p.device for p in places]
 
 
 def _results(ray, results, shards):
