@@ -125,9 +125,15 @@ def test_full_disk_during_a_journal_write_keeps_the_last_journal(tmp_path, clip,
     out = tmp_path / "out.mkv"
     tmp = work_dir_for(out) / (JOURNAL + ".tmp")
 
+    armed = []
+
     def progress(done):
-        if done == 20:  # the next journal write meets a full disk
-            tmp.symlink_to(FULL)
+        if done >= 20 and not armed:  # the next journal write meets a full disk
+            try:
+                tmp.symlink_to(FULL)
+                armed.append(done)
+            except FileExistsError:
+                pass  # the writer is saving the journal right now: at the next frame
 
     with pytest.raises(OutputError) as exc:
         interpolate_blended(clip, out, codec="ffv1", segment_frames=6, progress=progress)

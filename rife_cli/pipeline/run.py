@@ -555,6 +555,7 @@ class Job:
     hwaccel: str | None
     opts: Options
     skipped: bool = False  # --skip-existing found the output there
+    decoder: str | None = None  # the hwaccel as opened, on the engine's GPU ("cuda:1")
 
 
 def prepare(
@@ -758,9 +759,9 @@ def _on_engine_gpu(job: Job, engine) -> Job:
     gpu = gpu_index(engine)
     if gpu is None:
         return job
-    hwaccel = f"{job.hwaccel}:{gpu}" if job.hwaccel else None
+    decoder = f"{job.hwaccel}:{gpu}" if job.hwaccel else None
     enc = replace(job.enc, gpu=gpu) if job.enc is not None else None
-    return replace(job, hwaccel=hwaccel, enc=enc)
+    return replace(job, decoder=decoder, enc=enc)
 
 
 def _engine_counts(engine) -> tuple[int, int]:
@@ -786,7 +787,7 @@ def _make(job: Job, engine, progress, warn, stop, shard) -> tuple[_Run, list[str
             job.inp, job.out, job.info, job.target, engine, job.opts, job.enc, warn, shard
         )
     run = _Run(job.info, job.target, engine, job.opts, job.png, progress, warn, stop=stop,
-               journal=journal, hwaccel=job.hwaccel, shard=shard,
+               journal=journal, hwaccel=job.decoder or job.hwaccel, shard=shard,
                out_planes=plane_format(job.info, job.enc, engine, job.opts, job.png))  # fmt: skip
     ok = False
     try:
