@@ -4,12 +4,9 @@ must fail before the GPU work, not at the join after it."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 from clips import make_video
-from test_scaleout import OPTIONS, engine_config
+from test_scaleout import OPTIONS, engine_config, start_local_ray
 
 from rife_cli import pipeline
 from rife_cli.errors import InputError, OutputError, UsageError
@@ -77,15 +74,7 @@ def test_ray_stops_before_any_shard_when_a_worker_lacks_the_encoder(tmp_path, mo
 
     src = make_video(tmp_path / "a.mkv", n=12)
     _no_hardware_here(monkeypatch)  # the head: never asked
-    tests_dir = str(Path(__file__).parent)
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env={
-            "env_vars": {"PYTHONPATH": tests_dir + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        },
-    )
+    start_local_ray(ray)
     try:
         runner, devices = ray_runner("local", "cpu,cpu")
         options = {**OPTIONS, "codec": "libx264", "preset": "no-such-preset"}

@@ -25,6 +25,19 @@ from rife_cli.scale.shards import cut
 OPTIONS = {"exp": 1, "codec": "ffv1", "scene_threshold": 0.2}
 
 
+def start_local_ray(ray) -> None:
+    """A two-CPU Ray cluster in this machine whose workers import the tests' modules."""
+    tests_dir = str(Path(__file__).parent)
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={
+            "env_vars": {"PYTHONPATH": tests_dir + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        },
+    )
+
+
 def engine_config(net=None) -> dict:
     return {"model": "blend", "network": net or BlendNet(), "precision": "fp32", "batch_size": 2}
 
@@ -182,15 +195,7 @@ def test_ray_local_cluster_makes_the_same_output(tmp_path):
 
     src = source(tmp_path)
     one_process(src, tmp_path / "one.mkv")
-    tests_dir = str(Path(__file__).parent)
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env={
-            "env_vars": {"PYTHONPATH": tests_dir + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        },
-    )
+    start_local_ray(ray)
     try:
         runner, devices = ray_runner("local", "cpu,cpu")
         s = interpolate_sharded(
