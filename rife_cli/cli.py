@@ -307,7 +307,7 @@ def _install_stop_handlers():
 @click.option(
     "-o",
     "--output",
-    type=click.Path(path_type=Path),
+    type=click.Path(),  # a string: its trailing / says "a folder of PNG frames"
     default=None,
     help="Output file (.mp4 .mkv .mov .webm) or, with --png or a trailing /, a directory; - for "
     "standard output (see --format). Default: beside the input, {stem}_{factor}x_{fps}fps.{ext}. "
@@ -391,7 +391,8 @@ def _install_stop_handlers():
 @click.option(
     "--pix-fmt",
     default=None,
-    help="Output pixel format (default: yuv420p, or yuv420p10le for >8-bit).",
+    help="Output pixel format (default: the source's chroma format and depth where the encoder "
+    "holds them, else the nearest it holds, said in a notice).",
 )
 @click.option(
     "--batch-size", type=int, default=0, help="Pairs per forward (default: from free memory)."
@@ -409,7 +410,8 @@ def _install_stop_handlers():
     default="auto",
     show_default=True,
     help="Interlaced sources to one frame per field before interpolating (bwdif): auto when the "
-    "stream's flag or FFmpeg's idet says so. 25i --exp 1 gives 50p, every frame a field.",
+    "stream or its frames say interlaced (FFmpeg's idet alone only warns). 25i --exp 1 gives "
+    "50p, every frame a field.",
 )
 @click.option(
     "--devices",
@@ -457,8 +459,11 @@ def interpolate(inputs, output, pipe_format, exp, multi, fps, input_fps, slowmo,
         "preset": preset, "pix_fmt": pix_fmt, "hwaccel": None if hwaccel == "none" else hwaccel,
         "format": pipe_format, "deinterlace": deinterlace,
     }  # fmt: skip
-    output = None if output is None else ("-" if str(output) == "-" else Path(output))
+    folder = output is not None and output != "-" and output.endswith(("/", os.sep))
+    output = None if output is None else ("-" if output == "-" else Path(output))
     jobs = _checked_jobs(inputs, output, options, batch_size, devices, ray_address, as_json)
+    if folder and len(jobs) == 1:
+        options["png"] = True  # -o DIR/ for one input: its frames as PNG files there
     if jobs and devices is None and ray_address is None:
         _prefault_for_cpu_run(jobs[0], model_opts["device"])
     stop = _install_stop_handlers()

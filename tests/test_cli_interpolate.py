@@ -37,6 +37,13 @@ def test_exp1_real_model_json(clip):
     assert len(frames) == 12 and info["audio"][0][0] == "aac"
 
 
+def test_an_output_ending_in_a_slash_is_a_folder_of_png_frames(clip, tmp_path):
+    res = run("interpolate", clip, "--exp", "1", "-o", f"{tmp_path / 'frames'}/", "-q")
+    assert res.exit_code == 0, res.output
+    pngs = sorted(p.name for p in (tmp_path / "frames").iterdir())
+    assert len(pngs) == 11 and all(n.endswith(".png") for n in pngs)
+
+
 def test_multi3_uses_v4(clip, tmp_path):
     res = run("interpolate", clip, "--multi", "3", "-o", tmp_path / "o.mkv", "--json", "-q")
     assert res.exit_code == 0, res.output

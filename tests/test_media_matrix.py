@@ -357,7 +357,7 @@ def test_a_file_cut_off_mid_copy_comes_out_shorter_with_a_warning(tmp_path):
 # Matroska/WebM state none, so the file's). Made by hand with
 #   ffmpeg -f lavfi -i testsrc=size=64x48:rate=R -frames:v 24 -c:v libx264 -bf 2 out.EXT
 # (libvpx-vp9 for .webm); its frame times were i / R exactly in MP4/MOV, and i / R rounded to the
-# millisecond (halves up) in Matroska/WebM, for every frame. See docs/notes-pipes.md.
+# millisecond (halves up) in Matroska/WebM, for every frame. See docs/media.md.
 FFMPEG_WRITES = {
     ("mp4", "24000/1001"): ("24000/1001", "1001/1000"),
     ("mp4", "24"): ("24", "1"),

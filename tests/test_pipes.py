@@ -23,9 +23,11 @@ FORMATS.setdefault(".nut", "nut")
 TIMEOUT = 240  # seconds: a hung pipe fails the test instead of the suite
 
 
-def rife(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+def rife(*args: str, stdin: bytes | None = None, cwd=None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "rife_cli", "interpolate", *args, "--model", "v3.6", "-q"]
-    return subprocess.run(cmd, input=stdin, capture_output=True, timeout=TIMEOUT, check=False)
+    return subprocess.run(
+        cmd, input=stdin, capture_output=True, timeout=TIMEOUT, check=False, cwd=cwd
+    )
 
 
 def read_stream(data: bytes):
@@ -43,7 +45,7 @@ def read_stream(data: bytes):
 
 # Open: in NUT and MPEG-TS streams the first audio packet reads 61 ms before the first video frame
 # (Matroska: in sync). Not yet known whether the muxers move the video (B-frame delay) or this
-# measure (first packet against first decoded frame) differs there; see docs/notes-pipes.md.
+# measure (first packet against first decoded frame) differs there; see docs/media.md.
 OPEN_SYNC = pytest.mark.xfail(strict=True, reason="open: audio 61 ms early in NUT/TS streams")
 
 
@@ -165,6 +167,18 @@ def test_an_http_input_is_opened_as_ffmpeg_opens_it(tmp_path, http_folder):
         interpolate_video(f"{base}/missing.mkv", tmp_path / "m.mkv",
                           engine_factory=lambda need: blend_engine())  # fmt: skip
     assert not (tmp_path / "m.mkv").exists()
+
+
+def test_a_url_without_o_is_written_in_the_current_folder(tmp_path, http_folder):
+    folder, base = http_folder
+    make_clip(folder / "a.mkv", Clip(".mkv", rate=Fraction(25), n=6))
+    here = tmp_path / "here"
+    here.mkdir()
+    r = rife(f"{base}/a.mkv", "--exp", "1", cwd=here)
+    assert r.returncode == 0, r.stderr.decode()
+    assert [p.name for p in here.iterdir()] == ["a_2x_50fps.mkv"]
+    with av.open(str(here / "a_2x_50fps.mkv")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 12
 
 
 def test_an_http_input_with_the_cli_named_after_the_url(tmp_path, http_folder):

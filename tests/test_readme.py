@@ -4,8 +4,8 @@ cannot drift from the tool. `rife` there is this tree's; an http(s):// URL is se
 folder by a local HTTP server, the URL rewritten to it, so the command really fetches it. Skipped,
 each saying why: the install lines (CI runs them itself), commands that need a GPU or a Ray
 cluster, and lines that use the ffmpeg program where it is not installed (CI may lack it; where
-`ffmpeg` is on PATH they run). The commands run a few at a time, so that the module stays
-within a minute and a half on a 2-core machine."""
+`ffmpeg` is on PATH they run). The commands run one after another, in README order: some name
+the same files."""
 
 from __future__ import annotations
 
@@ -48,7 +48,6 @@ OUTPUTS = {
     "film_web2x.mkv": (12, 50),  # from a URL
     "broadcast50p.mkv": (12, 50),  # 6 interlaced frames at 25i: 12 fields, none made
 }
-WORKERS = max(2, min(4, os.cpu_count() or 2))
 
 
 def readme_commands() -> list[str]:
@@ -197,15 +196,19 @@ def _run(cmd: str, workdir: Path, env: dict, base: str) -> subprocess.CompletedP
 
 @pytest.fixture(scope="module")
 def runs(request, workdir, served, shell_env):
-    """Every selected line this machine can run, started at once, WORKERS at a time: line ->
-    future."""
+    """Every selected line this machine can run, started at once and run one at a time in README
+    order: line -> future."""
     selected = {
         item.callspec.params["cmd"]
         for item in request.session.items
         if getattr(item, "originalname", None) == "test_readme_command"
     }
-    todo = [c for c in selected if why_skip(c) is None and why_not_here(c) is None]
-    with ThreadPoolExecutor(WORKERS) as pool:
+    todo = [
+        c
+        for c in readme_commands()
+        if c in selected and why_skip(c) is None and why_not_here(c) is None
+    ]
+    with ThreadPoolExecutor(1) as pool:
         yield {c: pool.submit(_run, c, workdir, shell_env, served) for c in todo}
 
 

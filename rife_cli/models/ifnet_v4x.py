@@ -25,7 +25,7 @@ LARGE_MOTION = 32
 #   the host queues nothing meanwhile);
 # - "select": the coarse pass on the whole batch, each pair's frame picked on the device (no
 #   wait, one shape, but the pass always runs: 0.71x the pairs/s on this project's CPU, see
-#   docs/notes-engine.md);
+#   docs/gpu.md);
 # - "defer": no coarse pass; those pairs' frames come out NaN, which the engine's finite flags
 #   (downloaded with the frames, no wait) send to its redo, where the network runs in "select"
 #   form on them alone. No wait and no extra work where there is no large motion (most pairs).

@@ -695,6 +695,8 @@ def interpolate_video(
     engine_opts = {k: options.pop(k) for k in list(options) if k in ENGINE_KEYS}
     opts = Options(**options)
     check_pipes(input, output, opts)
+    if is_stream(input) and output is None and output_dir is None:
+        output_dir = Path.cwd()  # a URL's default name, here: not beside its spooled copy
     with spooled_input(input) as source, piped_output(output, opts.format) as pipe:
         job = prepare(
             source, pipe.path if pipe else output, output_dir, opts, warn, shard is not None

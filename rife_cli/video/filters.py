@@ -19,7 +19,7 @@ import numpy as np
 
 # FFmpeg's deinterlacers we can use. bwdif (w3fdif and yadif combined) was measured against yadif
 # on woven fields of progressive clips: lower combing and higher PSNR at like speed (see
-# scripts/deinterlace_eval.py and docs/notes-media.md).
+# scripts/deinterlace_eval.py and docs/media.md).
 DEINTERLACERS = ("bwdif", "yadif")
 DEINTERLACER = "bwdif"
 # Pictures idet looks at: about two seconds, enough for its multi-frame verdict to settle.
@@ -50,7 +50,7 @@ class Interlace:
 FIELD_ORDER = {2: "tff", 3: "bff", 4: "tff", 5: "bff"}
 # idet's verdicts for interlacing must outnumber its progressive ones this many times before they
 # are acted on without a flag: idet calls sharp synthetic progressive pictures (FFmpeg's testsrc2)
-# interlaced, every one of them (docs/notes-media.md).
+# interlaced, every one of them (docs/media.md).
 IDET_MARGIN = 3
 
 
