@@ -62,6 +62,28 @@ def test_pipeline_bench_without_output_leaves_nothing(clip, tmp_path, monkeypatc
     assert set(clip.parent.iterdir()) == before and not any(tmp_path.iterdir())
 
 
+def test_pipeline_bench_reports_each_windows_highest_resident_memory(clip, monkeypatch):
+    """rss_warm_mib / rss_late_mib are the highest readings from 20% to 55% and from 55% to 90%
+    of the output frames, not one reading each: a reading that dips (the queues drained for a
+    moment) does not show as a drop, a high one late does show as growth, and readings before
+    the warm-up or after 90% count in neither window."""
+    from rife_cli.pipeline import ceiling
+
+    calls = []
+
+    def reading() -> float:  # read once per output frame inside a window, then once at the end
+        calls.append(len(calls) + 1)
+        return {5: 900.0, 6: 100.0, 13: 700.0}.get(calls[-1], 500.0 + calls[-1])
+
+    monkeypatch.setattr(ceiling, "_rss_mib", reading)
+    r = pipeline_bench(clip, exp=1, codec="ffv1", bare=False)
+    # 24 frames out: frames 5-13 are from 20% to 55% (readings 1-9), frames 14-21 from 55% to
+    # 90% (readings 10-17); the 18th, at the end, counts in neither.
+    assert r["frames_out"] == 24 and len(calls) == 18
+    assert r["rss_warm_mib"] == 900.0 and r["rss_late_mib"] == 700.0
+    assert r["rss_growth_mib"] == -200.0
+
+
 def test_bench_pipeline_command_prints_one_json_line(clip, tmp_path):
     out = tmp_path / "o.mp4"
     res = CliRunner().invoke(

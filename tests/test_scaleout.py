@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from clips import BlendNet, SlowBlendNet, blend_engine, decode
-from media import Clip, Track, make_clip, read_media
+from media import Clip, Track, make_clip, make_interlaced, read_media
 
 from rife_cli.errors import RifeError, UsageError
 from rife_cli.pipeline import interpolate_video
 from rife_cli.pipeline.resume import work_dir_for
+from rife_cli.scale import devices
 from rife_cli.scale.devices import interpolate_files, interpolate_sharded, parse_devices
 from rife_cli.scale.shards import cut
 
@@ -246,6 +247,39 @@ def test_ray_placements_gpus_cpu_lists_and_cpu_only_clusters():
         placements(_FakeRay(3, nodes), "cpu,cuda")
     with pytest.raises(UsageError, match="no live node"):
         placements(_FakeRay(0, [_node("dead", 8, alive=False)]), None)
+
+
+def test_an_interlaced_input_is_judged_once_and_sharded_as_fields(tmp_path, monkeypatch):
+    """The coordinator looks at the first frames (idet) and tells the shards what it decided;
+    the joined output is the one process's, and the summary counts frames, not fields, and says
+    how it was deinterlaced."""
+    from rife_cli.pipeline.run import Options, prepare
+    from rife_cli.video import filters
+
+    src = tmp_path / "in.mkv"
+    make_interlaced(src, "bff", n=24)
+    one = one_process(src, tmp_path / "one.mkv")
+    seen = []
+
+    def runner(job, shards, todo, cfgs, on_event, stop):
+        seen.extend(cfg.options for cfg in cfgs)
+        with monkeypatch.context() as m:  # a shard's prepare must not decode the start again
+            m.setattr(filters, "examine", lambda *a, **k: pytest.fail("idet run again"))
+            shard = prepare(src, job.out, None, Options(**cfgs[0].options), print, sharded=True)
+        assert shard.info.interlace == job.info.interlace and shard.info.rate == job.info.rate
+        devices._run_local(job, shards, todo, cfgs, on_event, stop)
+
+    two = interpolate_sharded(src, tmp_path / "two.mkv", ["cpu", "cpu"], engine_config(),
+                              OPTIONS, runner=runner)  # fmt: skip
+    same_video(tmp_path / "one.mkv", tmp_path / "two.mkv")
+    assert seen and all(o["interlace"][0] == "bff" for o in seen)
+    assert two.frames_in == one.frames_in == 24 and two.frames_out == one.frames_out == 48
+    assert two.deinterlaced == one.deinterlaced and "bottom field first" in two.deinterlaced
+    # a progressive source: the shards are told not to look
+    seen.clear()
+    interpolate_sharded(source(tmp_path), tmp_path / "p.mkv", ["cpu", "cpu"], engine_config(),
+                        OPTIONS, runner=runner)  # fmt: skip
+    assert seen and all(o["deinterlace"] == "off" and "interlace" not in o for o in seen)
 
 
 def test_a_variable_rate_input_is_cut_by_time_and_joins_the_same(tmp_path):

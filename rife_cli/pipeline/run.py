@@ -110,6 +110,9 @@ class Options:
     segment_frames: int = SEGMENT_FRAMES
     segment_seconds: float = SEGMENT_SECONDS
     deinterlace: str = "auto"  # auto (flag and idet), on, off: see video/filters.py
+    # What the coordinator of a sharded run decided (order, evidence; filters.Interlace), given
+    # to its shards with deinterlace "off" when it decided not to: idet runs once per input.
+    interlace: tuple[str, str] | None = None
     format: str | None = None  # the muxer for -o - (video.pipes.PIPE_FORMATS); default Matroska
 
 
@@ -575,8 +578,7 @@ def prepare(
     inp = Path(input)
     opts.input_fps = input_rate(opts.input_fps, inp)  # exact: 23.976 resumes 24000/1001
     info = probe(inp, opts.input_fps)
-    # A shard's worker decides as the coordinator did; the coordinator has said what idet saw.
-    interlace = _interlace(info, opts.deinterlace, (lambda _: None) if sharded else warn)
+    interlace = _interlace(info, opts, warn)
     hwaccel = None
     if opts.hwaccel and not info.is_images and hardware:
         from ..video.source import check_hwaccel
@@ -647,14 +649,18 @@ def prepare(
     return Job(inp, info, target, out, png, enc, hwaccel, opts)
 
 
-def _interlace(info: SourceInfo, mode: str, warn: Callable[[str], None]):
-    """Whether and how to deinterlace (--deinterlace auto|on|off), from the first frames."""
+def _interlace(info: SourceInfo, opts: Options, warn: Callable[[str], None]):
+    """Whether and how to deinterlace (--deinterlace auto|on|off), from the first frames, unless
+    a sharded run's coordinator decided it for this shard (Options.interlace)."""
     from ..video import filters
 
+    mode = opts.deinterlace
     if mode not in filters.MODES:
         raise UsageError(f"--deinterlace {mode!r}: use auto, on or off")
     if info.is_images or mode == "off":
         return None
+    if opts.interlace is not None:
+        return filters.Interlace(*opts.interlace)
     verdict = filters.examine(info.path)
     if mode == "auto" and verdict.suspect:
         warn(

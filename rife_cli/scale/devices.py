@@ -312,6 +312,11 @@ def interpolate_sharded(
     # The plan above wiped the folder unless it resumes: each shard goes on from what it finished
     # (so a shard retried after its worker died continues too).
     worker_opts = {**options, "resume": True, "force": False, "skip_existing": False}
+    # Deinterlaced or not as decided here: the shards do not look at the first frames again.
+    if info.interlace is None:
+        worker_opts["deinterlace"] = "off"
+    else:
+        worker_opts["interlace"] = (info.interlace.order, info.interlace.evidence)
     cfgs = [WorkerConfig(d, engine, worker_opts, threads) for d in devices]
     done: dict[int, dict] = {}
     failed: dict[int, str] = {}
@@ -353,10 +358,11 @@ def interpolate_sharded(
     shutil.rmtree(work_dir_for(out), ignore_errors=True)
     parts = [Summary(**done[s.index]) for s in todo]
     first = parts[0] if parts else Summary(input=str(inp), output=str(out))
+    fields = 2 if info.interlace else 1  # an interlaced source's frames, not its fields
     return Summary(
         input=str(job.inp),
         output=str(out),
-        frames_in=info.frames or sum(p.frames_in for p in parts),
+        frames_in=(info.frames // fields if info.frames else sum(p.frames_in for p in parts)),
         frames_out=made_frames,
         fps_in=first.fps_in,
         fps_out=first.fps_out,
@@ -371,6 +377,7 @@ def interpolate_sharded(
         resized_frames=sum(p.resized_frames for p in parts),
         fp32_fallbacks=sum(p.fp32_fallbacks for p in parts),
         hwaccel=first.hwaccel,
+        deinterlaced=info.interlace.describe(info.rate / 2) if info.interlace else "",
     )
 
 
