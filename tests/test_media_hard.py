@@ -20,11 +20,12 @@ from media import (
     make_progressive,
     make_size_change,
     read_media,
+    weave,
 )
 from test_media_matrix import recording_engine
 
 from rife_cli.pipeline import interpolate_video
-from rife_cli.video.filters import FieldVerdict, combing, examine
+from rife_cli.video.filters import COMBED_MIN, FieldVerdict, combing, examine
 
 
 def interpolate(src: Path, out: Path, **options):
@@ -130,6 +131,37 @@ def test_stated_progressive_is_left_alone_with_a_word_when_idet_disagrees(tmp_pa
     assert "--deinterlace on" in summary.deinterlaced and summary.frames_out == 32
 
 
+def test_sharp_synthetic_progressive_pictures_draw_no_interlace_warning(tmp_path):
+    """FFmpeg's testsrc2 (what many try a tool on first): idet calls every picture interlaced,
+    but the pictures are less combed than their own fields, so nothing is said; woven fields of
+    the same pictures still are."""
+    src = tmp_path / "testsrc2.mp4"
+    graph = av.filter.Graph()
+    graph.add("testsrc2", "size=320x180:rate=30").link_to(graph.add("buffersink"))
+    graph.configure()
+    pictures = [graph.pull().to_ndarray(format="rgb24") for _ in range(40)]
+    with av.open(str(src), "w") as c:
+        v = c.add_stream("libx264", rate=30)
+        v.width, v.height, v.pix_fmt = 320, 180, "yuv420p"
+        for p in pictures:
+            c.mux(v.encode(av.VideoFrame.from_ndarray(p, format="rgb24")))
+        c.mux(v.encode())
+    verdict = examine(src)
+    assert verdict.idet_interlaced and verdict.combed < 1 and not verdict.suspect
+    summary, _, warnings = interpolate(src, tmp_path / "o.mkv")
+    assert warnings == [] and summary.deinterlaced == "" and summary.frames_out == 80
+    woven = tmp_path / "woven.mkv"
+    with av.open(str(woven), "w") as c:
+        v = c.add_stream("ffv1", rate=15)
+        v.width, v.height, v.pix_fmt = 320, 180, "yuv420p"
+        for k in range(20):
+            frame = weave(pictures[2 * k], pictures[2 * k + 1], "tff")
+            c.mux(v.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        c.mux(v.encode())
+    verdict = examine(woven)
+    assert verdict.combed > COMBED_MIN and verdict.suspect
+
+
 def test_field_verdict_rules():
     # flagged, a still picture (idet cannot tell): the flag decides, each frame's order
     still = FieldVerdict(frames=20, flagged=20, tff=0, bff=0, progressive=1)
@@ -148,6 +180,9 @@ def test_field_verdict_rules():
     assert FieldVerdict(20, 0, 3, 15, 1).suspect
     assert FieldVerdict(20, 0, 3, 15, 1).decide("on").order == "bff"
     assert not FieldVerdict(20, 0, 8, 0, 5).suspect
+    # idet's combing without a flag, where the pictures are not more combed than their fields
+    assert not FieldVerdict(20, 0, 3, 15, 1, combed=0.5).suspect
+    assert FieldVerdict(20, 0, 3, 15, 1, combed=8.0).suspect
     assert FieldVerdict(20, 0, 0, 0, 2).decide("on").order == "tff"
 
 
