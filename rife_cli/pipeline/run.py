@@ -976,7 +976,7 @@ def _dedup_stage(info: SourceInfo, opts: Options) -> repeats.Dedup | None:
 
 def _open_segments(inp, out, info, target, engine, opts, enc, warn, shard=None):
     """The segment writer and its journal: continued with --resume, else started afresh."""
-    from ..video.sink import VideoSink, container_of
+    from ..video.sink import VideoSink, container_of, segment_container
 
     fingerprint = {k: str(v) for k, v in asdict(opts).items() if k not in RESUME_NEUTRAL}
     fingerprint.update(
@@ -991,7 +991,7 @@ def _open_segments(inp, out, info, target, engine, opts, enc, warn, shard=None):
         n = len(journal.segments)
         warn(f"resuming {out.name} after {journal.frames_out} frames ({n} segments)")
     colour = _colour(info)
-    fmt = container_of(out)
+    fmt, ext = segment_container(container_of(out))
 
     def segment(path: Path) -> VideoSink:
         return VideoSink(
@@ -1006,7 +1006,7 @@ def _open_segments(inp, out, info, target, engine, opts, enc, warn, shard=None):
             info.picture.sar,
         )
 
-    return SegmentedSink(journal, segment, out.suffix), journal
+    return SegmentedSink(journal, segment, ext or out.suffix), journal
 
 
 def gpu_index(engine) -> int | None:

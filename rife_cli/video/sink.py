@@ -53,6 +53,22 @@ def container_of(path: Path) -> str | None:
     return CONTAINERS.get(path.suffix.lower())
 
 
+# Containers that cannot store a negative time move a stream written alone so that its first
+# decoding time is 0: an x264 segment's B-frame delay (dts -2 frames) then starts its video 2
+# frames late, and the join moves everything again for the audio's priming, so the audio played
+# 61 ms early at 50 fps. Their segments are made in Matroska, which keeps the times as encoded;
+# the join writes the final container with every stream moved alike.
+SEGMENT_CONTAINERS = {"nut": "matroska", "mpegts": "matroska"}
+
+
+def segment_container(fmt: str | None) -> tuple[str | None, str | None]:
+    """(FFmpeg's muxer, file extension) for the segments of an output in `fmt`; an extension of
+    None keeps the output's own."""
+    if fmt in SEGMENT_CONTAINERS:
+        return SEGMENT_CONTAINERS[fmt], ".mkv"
+    return fmt, None
+
+
 def supported_codecs(fmt: str) -> set[str]:
     """Codec names FFmpeg's muxer for `fmt` accepts (asked of FFmpeg, not kept in a table)."""
     if fmt == "mpegts":
