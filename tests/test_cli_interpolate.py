@@ -44,6 +44,26 @@ def test_an_output_ending_in_a_slash_is_a_folder_of_png_frames(clip, tmp_path):
     assert len(pngs) == 11 and all(n.endswith(".png") for n in pngs)
 
 
+def test_png_frames_go_into_an_empty_folder_that_stays_the_same_folder(clip, tmp_path, monkeypatch):
+    # A mount point cannot be removed and replaced by the finished folder (EBUSY, after all the
+    # work): the frames are made inside it and moved in, so the folder itself (inode) is kept.
+    frames = tmp_path / "mnt"
+    frames.mkdir()
+    inode = frames.stat().st_ino
+    res = run("interpolate", clip, "--exp", "1", "-o", frames, "--png", "-q")
+    assert res.exit_code == 0, res.output
+    assert frames.stat().st_ino == inode
+    assert sorted(p.name for p in frames.iterdir()) == [f"{i:08d}.png" for i in range(11)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mnt"]
+    # "-o ." in an empty current folder is that folder
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    res = run("interpolate", clip, "--exp", "1", "-o", ".", "--png", "-q")
+    assert res.exit_code == 0, res.output
+    assert len(list(here.glob("*.png"))) == 11 and not list(here.glob(".*"))
+
+
 def test_multi3_uses_v4(clip, tmp_path):
     res = run("interpolate", clip, "--multi", "3", "-o", tmp_path / "o.mkv", "--json", "-q")
     assert res.exit_code == 0, res.output

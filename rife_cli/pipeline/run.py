@@ -136,7 +136,17 @@ def part_path(out: Path) -> Path:
     return out.with_name(f".{out.name}{TMP_TAG}{out.suffix}")
 
 
+def png_part_path(out: Path) -> Path:
+    """Where PNG frames are made: beside the target folder, or inside it where it is there and
+    empty. That folder may be a mount point (it cannot be removed and replaced) or sit in a
+    folder the user cannot write: its frames are then moved in, each by a rename."""
+    return out / f".frames{TMP_TAG}" if _empty_dir(out) else part_path(out)
+
+
 def clean_leftovers(out: Path) -> None:
+    inside = out / f".frames{TMP_TAG}"
+    if out.is_dir() and [p.name for p in out.iterdir()] == [inside.name]:
+        shutil.rmtree(inside, ignore_errors=True)  # an earlier run's frames, cut short
     for p in out.parent.glob(f".{out.name}{TMP_TAG}*"):
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
@@ -172,8 +182,9 @@ def check_output(out: Path, force: bool, inp: Path, png: bool = False) -> None:
         raise OutputError(f"{out}: parent {parent} is not a directory")
     if not parent.exists():
         raise OutputError(f"{out}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"{out}: directory {parent} is not writable")
+    into = out if png and _empty_dir(out) else parent  # see png_part_path
+    if not os.access(into, os.W_OK):
+        raise OutputError(f"{out}: directory {into} is not writable")
     if out.exists() and not force and not (png and _empty_dir(out)):
         raise OutputError(f"{out}: exists; use --force to overwrite")
     if out.is_dir() and any(not FRAME_NAME.fullmatch(p.name) for p in out.iterdir()):
@@ -601,6 +612,8 @@ def prepare(
         )
     if output is not None:
         out = Path(output)
+        if out.name in ("", ".."):
+            out = Path(os.path.abspath(out))  # "-o ." or "-o ../": the folder by its own name
     else:
         out = default_output(info, target.label(), png)
         if output_dir is not None:
@@ -785,7 +798,7 @@ def _expected_frames(job: Job) -> int:
 def _make(job: Job, engine, progress, warn, stop, shard) -> tuple[_Run, list[str]]:
     """The run itself: frames read, made and written, then the output put in place. Returns the
     run (its counters) and the audio tracks carried."""
-    part = part_path(job.out)
+    part = png_part_path(job.out) if job.png else part_path(job.out)
     if job.png:
         from ..video.sink import ImageSink
 
@@ -880,9 +893,13 @@ def _put_in_place(job: Job, run: _Run, sink, journal, shard, warn) -> list[str]:
         shard.done_marker(out).touch()
         return []
     if job.png:
-        if _empty_dir(out):
-            out.rmdir()  # the empty folder check_output took
-        elif out.exists() and job.opts.force:
+        inside = out / f".frames{TMP_TAG}"
+        if inside.is_dir():  # made inside the empty folder check_output took
+            for frame in sorted(inside.iterdir()):
+                os.replace(frame, out / frame.name)
+            inside.rmdir()
+            return []
+        if out.exists() and job.opts.force:
             shutil.rmtree(out) if out.is_dir() else out.unlink()
         elif out.exists():
             raise OutputError(f"{out}: appeared during the run; use --force to overwrite")
