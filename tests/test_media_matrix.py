@@ -7,6 +7,7 @@ every made frame is an exact midpoint (so every source frame is passed through, 
 from __future__ import annotations
 
 import math
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -146,6 +147,20 @@ def test_media_matrix(tmp_path, case):
     check_doubled(source, out, summary, timesteps, clip)
     check_tracks_in_sync(source, out)
     assert source.tracks and out.tracks[0][0] == "audio"
+
+
+def test_audio_long_before_the_first_picture_is_cut_with_a_notice(tmp_path):
+    # the output starts at the first picture: what audio came before it (0.5 s, and AAC priming)
+    # is said, not dropped silently; a lead of one audio frame (priming, rounding) is not
+    clip = Clip(".mkv", rate=Fraction(25), n=20, audio=[Track(offset=Fraction(-1, 2))])
+    source, out, summary, timesteps, warnings = run(tmp_path, clip)
+    check_doubled(source, out, summary, timesteps, clip)
+    check_tracks_in_sync(source, out)
+    said = [w for w in warnings if "of audio came before its first picture" in w]
+    assert len(said) == 1 and re.search(r"first 0\.(49|5[0-3]) s of audio", said[0]), warnings
+    clip = Clip(".mkv", rate=Fraction(25), n=20, audio=[Track(offset=Fraction(-1, 50))])
+    warnings = run(tmp_path, clip, "o2.mkv")[4]
+    assert not [w for w in warnings if "before its first picture" in w], warnings
 
 
 def test_phone_video_keeps_its_rotation(tmp_path):

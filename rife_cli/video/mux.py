@@ -22,6 +22,9 @@ from ..pipeline.resume import crash_point
 from .filters import main_video
 from .sink import supported_codecs
 
+# Audio before the first picture is left out (the output starts there); said from this much on,
+# below which it is an encoder's priming or a muxer's rounding, not content.
+LEAD_NOTICE = Fraction(1, 10)
 # Re-encoding target per container when the source's audio codec cannot be copied into it.
 AUDIO_FALLBACK = {"mp4": "aac", "mov": "aac", "webm": "libopus", "matroska": "aac"}
 # Containers that hold attachments (fonts that ASS subtitles need).
@@ -52,6 +55,9 @@ class MuxReport:
     attachments: int = 0
     covers: int = 0  # attached pictures (cover art) kept
     dropped: list[str] = field(default_factory=list)  # what the container could not hold
+    # seconds of audio/subtitles before the source's first picture, left out (the output starts
+    # at that picture); the longest of the tracks
+    lead_cut: Fraction = Fraction(0)
 
 
 @dataclass
@@ -71,9 +77,10 @@ def kept_tags(metadata: dict) -> dict:
     }
 
 
-def _shifted_packets(container, routes: dict, gid: int):
+def _shifted_packets(container, routes: dict, gid: int, report: MuxReport):
     """(time, input id, order, packet) for the routed streams in file order, moved so that the
-    video's first frame is at 0; packets that end before that are left out."""
+    video's first frame is at 0; packets that end before that are left out (how far before, in
+    `report.lead_cut`)."""
     for n, packet in enumerate(container.demux(list(routes))):
         if packet.size == 0:
             continue
@@ -86,6 +93,8 @@ def _shifted_packets(container, routes: dict, gid: int):
         # One that ends at the video's start stays: it can be an encoder's priming packet (AAC's
         # first 1024 samples), without which the next would be trimmed instead.
         if packet.pts is not None and tb and packet.pts + (packet.duration or 0) < 0:
+            if packet.stream.type == "audio":
+                report.lead_cut = max(report.lead_cut, -packet.pts * Fraction(tb))
             continue
         t = packet.dts if packet.dts is not None else packet.pts
         time = Fraction(t) * tb if t is not None and tb else Fraction(0)
@@ -233,7 +242,7 @@ def _mux(video_paths, keep: Keep, out, fmt, warn, rate=None) -> MuxReport:
                 _copy_attachments(src, dst, fmt, report, warn)
                 covers = _copy_covers(keep.source, src, dst, fmt, report, warn)
                 if routes:
-                    feeds.append(_shifted_packets(src, routes, 1))
+                    feeds.append(_shifted_packets(src, routes, 1, report))
                 _copy_chapters(src, dst, keep.video_start, warn)
             if report.dropped:
                 warn(f"dropped, as {out.suffix} cannot hold them: {', '.join(report.dropped)}")
@@ -251,6 +260,11 @@ def _mux(video_paths, keep: Keep, out, fmt, warn, rate=None) -> MuxReport:
             for route in routes.values():
                 if route.resampler is not None:
                     dst.mux(route.out.encode(None))
+            if report.lead_cut >= LEAD_NOTICE:
+                warn(
+                    f"the source's first {float(report.lead_cut):.2f} s of audio came before its "
+                    "first picture and was left out: the output starts at that picture"
+                )
         finally:
             if src is not None:
                 src.close()
