@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from fractions import Fraction
 
 import pytest
 from click.testing import CliRunner
@@ -62,6 +63,20 @@ def test_png_frames_go_into_an_empty_folder_that_stays_the_same_folder(clip, tmp
     res = run("interpolate", clip, "--exp", "1", "-o", ".", "--png", "-q")
     assert res.exit_code == 0, res.output
     assert len(list(here.glob("*.png"))) == 11 and not list(here.glob(".*"))
+
+
+def test_a_midpoint_model_names_why_it_cannot_serve_a_source_with_missing_frames(tmp_path):
+    # 25 fps with frames 5 and 6 missing (a file cut off mid-GOP looks the same at its end): on
+    # a grid, so not "variable-frame-rate"; the input named, for a batch of files
+    pts = [i for i in range(12) if i not in (5, 6)]
+    src = make_video(tmp_path / "gaps.mkv", n=len(pts), pts=pts, time_base=Fraction(1, 25))
+    res = run("interpolate", src, "--exp", "1", "--model", "v3.6", "-o", tmp_path / "o.mkv")
+    assert res.exit_code == 1
+    assert res.stderr.strip() == (
+        f"rife: error: {src}: model v3.6 makes only midpoints and cannot serve a source with "
+        "frames missing from its timeline (held or dropped, or cut off); use --model v4.0"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gaps.mkv"]
 
 
 def test_multi3_uses_v4(clip, tmp_path):

@@ -766,10 +766,18 @@ def _engine(job: Job, engine_factory, engine_opts: dict):
 
     engine = engine_factory(need_any)
     if need_any and not engine.any_timestep:
-        why = "a variable-frame-rate source" if info.vfr else f"a {float(f):g}x factor"
-        why = "--dedup" if opts.dedup else why
+        if opts.dedup:
+            why = "--dedup"
+        elif info.vfr and info.grid is not None:
+            # on a grid with points missing: held or dropped frames, or the end of a file cut off
+            # mid-GOP (its last B-frames never arrived)
+            why = "a source with frames missing from its timeline (held or dropped, or cut off)"
+        elif info.vfr:
+            why = "a variable-frame-rate source"
+        else:
+            why = f"a {float(f):g}x factor"
         raise ModelError(
-            f"model {engine.source.label} makes only midpoints and cannot serve {why}; "
+            f"{job.inp}: model {engine.source.label} makes only midpoints and cannot serve {why}; "
             "use --model v4.0"
         )
     return engine
