@@ -183,6 +183,7 @@ class Media:
     tracks: list[tuple]
     attachments: list[str]
     chapters: list[str]
+    chapter_starts: list[Fraction]  # start - video start
     title: str | None
 
 
@@ -231,6 +232,9 @@ def read_media(path: Path) -> Media:
             tracks=tracks,
             attachments=[a.name for a in c.streams.attachments],
             chapters=[ch["metadata"].get("title") for ch in c.chapters()],
+            chapter_starts=[
+                ch["start"] * Fraction(ch["time_base"]) - video_start for ch in c.chapters()
+            ],
             title=c.metadata.get("title"),
         )
 

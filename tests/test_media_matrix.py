@@ -163,6 +163,24 @@ def test_audio_long_before_the_first_picture_is_cut_with_a_notice(tmp_path):
     assert not [w for w in warnings if "before its first picture" in w], warnings
 
 
+@pytest.mark.parametrize("ext", [".mkv", ".webm", ".mp4"])
+def test_chapters_stay_with_the_pictures_when_the_audio_starts_first(tmp_path, ext):
+    # An MP4 whose AAC starts 15 ms before the first picture (its priming not stated as a codec
+    # delay): its first packet straddles the output's start, and Matroska's muxer moved every
+    # packet 15 ms later but not the chapters. WebM re-encodes to Opus; MP4 keeps the negative
+    # time in an edit list.
+    clip = Clip(
+        ".mp4", rate=Fraction(25), n=20, chapters=True, audio=[Track(offset=Fraction(-3, 200))]
+    )
+    source, out, *_ = run(tmp_path, clip, f"o{ext}")
+    assert out.chapters == ["one", "two"]
+    assert abs(out.chapter_starts[1] - source.chapter_starts[1]) <= Fraction(1, 1000), (
+        source.chapter_starts,
+        out.chapter_starts,
+    )
+    check_tracks_in_sync(source, out)
+
+
 def test_phone_video_keeps_its_rotation(tmp_path):
     clip = Clip(".mp4", rate=Fraction(30), rotation=90, audio=[Track()])
     source, out, summary, timesteps, _ = run(tmp_path, clip)
@@ -209,6 +227,10 @@ def test_every_track_with_its_language_title_and_flags(tmp_path):
     assert out.tracks[2][6]  # forced
     assert out.attachments == ["TestSans.ttf"]
     assert out.chapters == ["one", "two"]
+    assert abs(out.chapter_starts[1] - source.chapter_starts[1]) <= Fraction(1, 1000), (
+        source.chapter_starts,
+        out.chapter_starts,
+    )
     assert out.title == "Episode 1"
     assert warnings == []
     # MP4 holds neither ASS nor attachments: both named in one warning, the rest kept

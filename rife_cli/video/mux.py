@@ -25,6 +25,8 @@ from .sink import supported_codecs
 # Audio before the first picture is left out (the output starts there); said from this much on,
 # below which it is an encoder's priming or a muxer's rounding, not content.
 LEAD_NOTICE = Fraction(1, 10)
+# Muxers that move every packet from the first negative presentation time on, not the chapters.
+MOVES_NEGATIVE_PTS = {"matroska", "webm"}
 # Re-encoding target per container when the source's audio codec cannot be copied into it.
 AUDIO_FALLBACK = {"mp4": "aac", "mov": "aac", "webm": "libopus", "matroska": "aac"}
 # Containers that hold attachments (fonts that ASS subtitles need).
@@ -99,6 +101,76 @@ def _shifted_packets(container, routes: dict, gid: int, report: MuxReport):
         t = packet.dts if packet.dts is not None else packet.pts
         time = Fraction(t) * tb if t is not None and tb else Fraction(0)
         yield time, gid, n, packet
+
+
+class _LeadGate:
+    """What goes to a Matroska/WebM muxer, held until the lead is known, then moved by it here.
+
+    Matroska stores no time before 0, less an audio track's priming: where the first packet
+    (the muxer peeks at those queued) starts earlier, its muxer moves every packet later by that
+    much (an audio packet straddling the video's start), but not the chapters, which then sat
+    that much early (23 ms for an x264 + AAC file made by the ffmpeg program). Holding the first
+    packets (until every audio track has given one, or for at most HOLD_SECONDS of the timeline)
+    gives the lead: the most any of them starts too early. All packets are moved by it here and
+    the chapters with them, so the muxer moves nothing."""
+
+    HOLD_SECONDS = 1
+
+    def __init__(self, dst, audio_outs, before_first: Callable[[Fraction], None]):
+        self.dst = dst
+        self.waiting = set(audio_outs)
+        self.before_first = before_first
+        self.held: list = []
+        self.lead: Fraction | None = None
+
+    def mux(self, packets) -> None:
+        for packet in packets if isinstance(packets, list) else [packets]:
+            if self.lead is not None:
+                self.dst.mux(self._moved(packet))
+                continue
+            self.held.append(packet)
+            self.waiting.discard(packet.stream)
+            times = [_time(p) for p in self.held]
+            if not self.waiting or max(times) - min(times) > self.HOLD_SECONDS:
+                self.flush()
+
+    def flush(self) -> None:
+        if self.lead is not None:
+            return
+        self.lead = max(
+            [Fraction(0)]
+            + [
+                -Fraction(p.pts) * p.time_base - _priming(p.stream)
+                for p in self.held
+                if p.pts is not None
+            ]
+        )
+        self.before_first(self.lead)
+        for packet in self.held:
+            self.dst.mux(self._moved(packet))
+        self.held = []
+
+    def _moved(self, packet):
+        if self.lead:
+            ticks = math.ceil(self.lead / packet.time_base)  # as FFmpeg rounds its own move
+            if packet.pts is not None:
+                packet.pts += ticks
+            if packet.dts is not None:
+                packet.dts += ticks
+        return packet
+
+
+def _priming(stream) -> Fraction:
+    """How far before 0 the muxer lets this stream start: an audio codec's delay (AAC's 1024
+    samples, as the source stated it or the encoder has it), which Matroska stores apart."""
+    cc = stream.codec_context
+    delay, rate = getattr(cc, "delay", 0) or 0, getattr(cc, "sample_rate", 0) or 0
+    return Fraction(delay, rate) if stream.type == "audio" and rate else Fraction(0)
+
+
+def _time(packet) -> Fraction:
+    t = packet.dts if packet.dts is not None else packet.pts
+    return Fraction(t or 0) * packet.time_base
 
 
 def _rebuilt_dts(path: Path) -> list[int] | None:
@@ -230,6 +302,7 @@ def _mux(video_paths, keep: Keep, out, fmt, warn, rate=None) -> MuxReport:
         feeds = [_segment_packets(video_paths, rate)]
         routes = {}
         covers = []
+        to = dst  # or a _LeadGate in front of it
         src = _open_quietly(keep.source, warn) if keep.source is not None else None
         try:
             if src is not None:
@@ -243,7 +316,15 @@ def _mux(video_paths, keep: Keep, out, fmt, warn, rate=None) -> MuxReport:
                 covers = _copy_covers(keep.source, src, dst, fmt, report, warn)
                 if routes:
                     feeds.append(_shifted_packets(src, routes, 1, report))
-                _copy_chapters(src, dst, keep.video_start, warn)
+                if fmt in MOVES_NEGATIVE_PTS:
+                    audio_outs = [r.out for r in routes.values() if r.out.type == "audio"]
+                    to = _LeadGate(
+                        dst,
+                        audio_outs,
+                        lambda lead: _copy_chapters(src, dst, keep.video_start, warn, lead),
+                    )
+                else:
+                    _copy_chapters(src, dst, keep.video_start, warn)
             if report.dropped:
                 warn(f"dropped, as {out.suffix} cannot hold them: {', '.join(report.dropped)}")
             for packet in covers:
@@ -254,12 +335,14 @@ def _mux(video_paths, keep: Keep, out, fmt, warn, rate=None) -> MuxReport:
                 route = Route(vout, 0) if gid == 0 else routes[packet.stream]
                 if route.resampler is None:
                     packet.stream = route.out
-                    dst.mux(packet)
+                    to.mux(packet)
                 else:
-                    _transcode(packet, route, dst, warn)
+                    _transcode(packet, route, to, warn)
             for route in routes.values():
                 if route.resampler is not None:
-                    dst.mux(route.out.encode(None))
+                    to.mux(route.out.encode(None))
+            if to is not dst:
+                to.flush()
             if report.lead_cut >= LEAD_NOTICE:
                 warn(
                     f"the source's first {float(report.lead_cut):.2f} s of audio came before its "
@@ -279,8 +362,10 @@ def _open_quietly(path: Path, warn):
         return None
 
 
-def _copy_chapters(src, dst, video_start: Fraction, warn) -> None:
-    """Chapters, moved with the rest of the timeline; those that end before the video starts go."""
+def _copy_chapters(src, dst, video_start: Fraction, warn, lead: Fraction = Fraction(0)) -> None:
+    """Chapters, moved with the rest of the timeline (the source's `video_start` to 0, then by
+    the `lead` every packet was moved by: see _LeadGate); those that end before the video starts
+    go."""
     try:
         chapters = []
         for ch in src.chapters():
@@ -289,7 +374,8 @@ def _copy_chapters(src, dst, video_start: Fraction, warn) -> None:
             start, end = ch["start"] - off, ch["end"] - off
             if end <= 0:
                 continue
-            chapters.append({**ch, "start": max(0, start), "end": end})
+            move = round(lead / tb)
+            chapters.append({**ch, "start": max(0, start) + move, "end": end + move})
         if chapters:
             dst.set_chapters(chapters)
     except (av.FFmpegError, AttributeError, TypeError, ValueError, KeyError) as exc:
