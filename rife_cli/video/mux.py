@@ -57,8 +57,8 @@ class MuxReport:
     attachments: int = 0
     covers: int = 0  # attached pictures (cover art) kept
     dropped: list[str] = field(default_factory=list)  # what the container could not hold
-    # seconds of audio/subtitles before the source's first picture, left out (the output starts
-    # at that picture); the longest of the tracks
+    # seconds of audio before the source's first picture, left out (the output starts at that
+    # picture); the longest of the tracks
     lead_cut: Fraction = Fraction(0)
 
 
