@@ -93,8 +93,9 @@ def test_empty_output_folder_is_taken(tmp_path, seq):
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("keep")
-    with pytest.raises(OutputError, match="other files"):
-        interpolate_blended(seq, other, png=True, exp=1, force=True)
+    for force in (False, True):  # without --force too: "use --force" would not help
+        with pytest.raises(OutputError, match="other files"):
+            interpolate_blended(seq, other, png=True, exp=1, force=force)
     assert [p.name for p in other.iterdir()] == ["notes.txt"]
 
 

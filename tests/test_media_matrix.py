@@ -12,6 +12,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 from clips import blend_engine
 from media import Clip, Track, make_clip, read_media
@@ -179,6 +180,32 @@ def test_chapters_stay_with_the_pictures_when_the_audio_starts_first(tmp_path, e
         out.chapter_starts,
     )
     check_tracks_in_sync(source, out)
+
+
+@pytest.mark.parametrize("codec,pix_fmt", [("ffv1", "yuva420p"), ("libvpx-vp9", "yuva420p")])
+def test_a_source_with_alpha_is_said_to_lose_it(tmp_path, codec, pix_fmt):
+    # The frames are made opaque; that is said, and a WebM's AlphaMode (which FFmpeg's own VP9
+    # decoder reads past, giving yuv420p) is not copied onto the opaque output.
+    ext = ".webm" if codec == "libvpx-vp9" else ".mkv"
+    src = tmp_path / f"a{ext}"
+    with av.open(str(src), "w") as c:
+        v = c.add_stream(codec, rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, pix_fmt
+        for i in range(6):
+            rgba = np.full((48, 64, 4), 40 * i, np.uint8)
+            rgba[:, :32, 3] = 255
+            c.mux(
+                v.encode(av.VideoFrame.from_ndarray(rgba, format="rgba").reformat(format=pix_fmt))
+            )
+        c.mux(v.encode(None))
+    warnings: list[str] = []
+    out = tmp_path / f"o{ext}"
+    interpolate_video(src, out, engine_factory=lambda need: blend_engine(), warn=warnings.append)
+    assert [w for w in warnings if "alpha" in w] == [
+        f"{src}: its alpha channel is dropped: rife writes opaque frames"
+    ]
+    with av.open(str(out)) as c:
+        assert not {k.lower() for k in c.streams.video[0].metadata} & {"alpha_mode"}
 
 
 def test_phone_video_keeps_its_rotation(tmp_path):

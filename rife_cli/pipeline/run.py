@@ -185,11 +185,12 @@ def check_output(out: Path, force: bool, inp: Path, png: bool = False) -> None:
     into = out if png and _empty_dir(out) else parent  # see png_part_path
     if not os.access(into, os.W_OK):
         raise OutputError(f"{out}: directory {into} is not writable")
+    if out.is_dir() and any(not FRAME_NAME.fullmatch(p.name) for p in out.iterdir()):
+        # --force replaces a folder of our own frames, never a folder holding anything else (so
+        # this is said first: "use --force" would not help).
+        raise OutputError(f"{out}: a directory holding other files; give a new or empty one")
     if out.exists() and not force and not (png and _empty_dir(out)):
         raise OutputError(f"{out}: exists; use --force to overwrite")
-    if out.is_dir() and any(not FRAME_NAME.fullmatch(p.name) for p in out.iterdir()):
-        # --force replaces a folder of our own frames, never a folder holding anything else.
-        raise OutputError(f"{out}: a directory holding other files; give a new or empty one")
     if inp.is_dir() and out.resolve().is_relative_to(inp.resolve()):
         raise UsageError(f"-o {out}: is inside the input folder; choose a place outside it")
 
@@ -606,6 +607,8 @@ def prepare(
         or (output is not None and str(output).endswith(os.sep))
         or (info.is_images and (output is None or container_of(Path(output)) is None))
     )
+    if info.alpha and not info.is_images:
+        warn(f"{inp}: its alpha channel is dropped: rife writes opaque frames")
     if opts.resume and png:
         raise UsageError(
             "--resume works for video outputs; PNG sequences are rewritten from the start"

@@ -46,6 +46,7 @@ STALE_TAGS = {
     "vendor_id",
     "handler_name",
     "creation_time",
+    "alpha_mode",  # Matroska's AlphaMode: the output is opaque (see SourceInfo.alpha)
 }
 STALE_PREFIXES = ("_statistics", "number_of_", "bps")
 

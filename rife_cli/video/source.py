@@ -66,6 +66,16 @@ class SourceInfo:
     # as_fields), and the stream's decoded size where width x height is a crop of it.
     interlace: Interlace | None = None
     stream_size: tuple[int, int] | None = None
+    # A video with an alpha channel (a yuva/rgba format, or VP8/VP9 in WebM stating AlphaMode,
+    # whose alpha FFmpeg's own decoders leave out): rife writes opaque video, said once.
+    alpha: bool = False
+
+
+def has_alpha(pix_fmt: str | None) -> bool:
+    try:
+        return pix_fmt is not None and len(av.VideoFormat(pix_fmt).components) in (2, 4)
+    except (ValueError, av.FFmpegError):
+        return False
 
 
 @dataclass
@@ -213,6 +223,8 @@ def probe(path: Path, image_rate: Fraction | None = None) -> SourceInfo:
                 vfr=not regular.constant,
                 grid=regular.grid,
                 picture=_picture(first, s),
+                alpha=has_alpha(cc.pix_fmt)
+                or any(k.lower() == "alpha_mode" and v == "1" for k, v in s.metadata.items()),
             )
     except (
         av.FFmpegError,
