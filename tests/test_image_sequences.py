@@ -135,3 +135,19 @@ def test_interrupted_image_folder_resumes_at_the_same_rate_however_written(tmp_p
     s = interpolate_blended(seq, out, input_fps="24000/1001", resume=True, **options)
     assert s.frames_out == 60 and s.fps_out == "48000/1001"
     assert not (tmp_path / ".o.mkv.rife-resume").exists()
+
+
+def test_a_gap_in_the_numbering_is_said(tmp_path, seq):
+    # a render that dropped frame 3: the images are taken in order (so the rest play one frame
+    # early), and that is said rather than done silently
+    warnings: list[str] = []
+    interpolate_blended(seq, tmp_path / "o.mkv", exp=1, warn=warnings.append)
+    assert not [w for w in warnings if "missing" in w]
+    (seq / "3.png").unlink()
+    s = interpolate_blended(seq, tmp_path / "o2.mkv", exp=1, warn=warnings.append)
+    assert s.frames_in == 5
+    said = (
+        f"{seq}: frame number 3 missing from the sequence; the images are taken in order, so "
+        "those after a gap come one frame early each"
+    )
+    assert [w for w in warnings if "missing" in w] == [said]

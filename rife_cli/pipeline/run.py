@@ -609,6 +609,19 @@ def prepare(
     )
     if info.alpha and not info.is_images:
         warn(f"{inp}: its alpha channel is dropped: rife writes opaque frames")
+    if info.is_images:
+        from ..video.images import missing_numbers
+
+        gaps = missing_numbers(info.images)
+        if gaps:  # a render that dropped frames: the rest would play early without a word
+            shown = ", ".join(map(str, gaps[:5])) + (
+                f" and {len(gaps) - 5} more" if len(gaps) > 5 else ""
+            )
+            warn(
+                f"{inp}: frame number{'s' * (len(gaps) > 1)} {shown} missing from the "
+                "sequence; the images are taken "
+                "in order, so those after a gap come one frame early each"
+            )
     if opts.resume and png:
         raise UsageError(
             "--resume works for video outputs; PNG sequences are rewritten from the start"

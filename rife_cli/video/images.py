@@ -63,6 +63,18 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
+def missing_numbers(files: list[Path]) -> list[int]:
+    """Frame numbers missing from a numbered sequence (img_0001.png ... img_0010.png without
+    img_0006.png: [6]), where every name is one pattern with its last number counting; [] where
+    the names follow no such pattern (they are then simply taken in order)."""
+    parts = [re.fullmatch(r"(.*?)(\d+)(\D*)", p.name) for p in files]
+    if len(files) < 2 or not all(parts) or len({(m[1], m[3]) for m in parts}) != 1:
+        return []
+    numbers = sorted(int(m[2]) for m in parts)
+    have = set(numbers)
+    return [n for n in range(numbers[0], numbers[-1] + 1) if n not in have]
+
+
 def split_alpha(img: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     if img.ndim == 3 and img.shape[2] == 4:
         return img[:, :, :3], img[:, :, 3]
