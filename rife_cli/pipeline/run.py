@@ -792,6 +792,8 @@ def _engine(job: Job, engine_factory, engine_opts: dict):
             why = "a variable-frame-rate source"
         else:
             why = f"a {float(f):g}x factor"
+        if hasattr(engine, "close"):
+            engine.close()  # its CPU lanes' threads, started with it
         raise ModelError(
             f"{job.inp}: model {engine.source.label} makes only midpoints and cannot serve {why}; "
             "use --model v4.0"
