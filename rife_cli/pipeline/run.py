@@ -136,15 +136,19 @@ def part_path(out: Path) -> Path:
     return out.with_name(f".{out.name}{TMP_TAG}{out.suffix}")
 
 
+def _frames_inside(out: Path) -> Path:
+    return out / f".frames{TMP_TAG}"
+
+
 def png_part_path(out: Path) -> Path:
     """Where PNG frames are made: beside the target folder, or inside it where it is there and
     empty. That folder may be a mount point (it cannot be removed and replaced) or sit in a
     folder the user cannot write: its frames are then moved in, each by a rename."""
-    return out / f".frames{TMP_TAG}" if _empty_dir(out) else part_path(out)
+    return _frames_inside(out) if _empty_dir(out) else part_path(out)
 
 
 def clean_leftovers(out: Path) -> None:
-    inside = out / f".frames{TMP_TAG}"
+    inside = _frames_inside(out)
     if out.is_dir() and [p.name for p in out.iterdir()] == [inside.name]:
         shutil.rmtree(inside, ignore_errors=True)  # an earlier run's frames, cut short
     for p in out.parent.glob(f".{out.name}{TMP_TAG}*"):
@@ -919,7 +923,7 @@ def _put_in_place(job: Job, run: _Run, sink, journal, shard, warn) -> list[str]:
         shard.done_marker(out).touch()
         return []
     if job.png:
-        inside = out / f".frames{TMP_TAG}"
+        inside = _frames_inside(out)
         if inside.is_dir():  # made inside the empty folder check_output took
             for frame in sorted(inside.iterdir()):
                 os.replace(frame, out / frame.name)

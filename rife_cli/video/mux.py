@@ -131,8 +131,8 @@ class _LeadGate:
                 continue
             self.held.append(packet)
             self.waiting.discard(packet.stream)
-            times = [_time(p) for p in self.held]
-            if not self.waiting or max(times) - min(times) > self.HOLD_SECONDS:
+            # packets come in time order (the merge's): the span is the last less the first
+            if not self.waiting or _time(packet) - _time(self.held[0]) > self.HOLD_SECONDS:
                 self.flush()
 
     def flush(self) -> None:
