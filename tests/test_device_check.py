@@ -100,9 +100,10 @@ def test_device_check_runs_from_the_kit_without_pyav_network_or_install(tmp_path
             [str(py), "-c", f"import {blocked}"], env=env, cwd=tmp_path, check=False
         )
         assert probe.returncode != 0, f"{blocked} importable in the image venv"
-    # A budget the checks cannot all fit in: the late ones must be skipped with a line.
+    # The CPU run's own budget: every check runs (how a tight budget skips is tested apart,
+    # below, since which checks fit in a given number of seconds depends on this machine's speed).
     proc = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "device_check.sh"), "--device", "cpu", "--budget", "75"],
+        ["bash", str(ROOT / "scripts" / "device_check.sh"), "--device", "cpu"],
         capture_output=True,
         text=True,
         check=False,
@@ -119,9 +120,7 @@ def test_device_check_runs_from_the_kit_without_pyav_network_or_install(tmp_path
     assert rows["golden v3.6 fp32 vs CPU fp32"]["data"]["db"] == "inf"
     assert rows["golden v4.0 fp32 vs CPU fp32"]["data"]["db"] == "inf"
     assert "PyAV" in rows["machine"]["value"]
-    skipped = [r for r in report["rows"] if r["value"].startswith("skipped: would overrun")]
-    assert skipped and all(r["ok"] is None for r in skipped)
-    assert not [r for r in report["rows"] if r["value"].startswith("ERROR")]
+    assert not [r for r in report["rows"] if r["value"].startswith(("ERROR", "skipped"))]
     md_text = (out / "gpu_check.md").read_text()
     assert all(r["check"] in md_text for r in report["rows"])
 

@@ -68,3 +68,44 @@ def test_the_cpu_reference_is_made_in_another_process(tmp_path, monkeypatch):
     assert any("--cpu-reference" in c for c in calls)
     assert set(ref) == {"v3.6/I0", "v4.0/I0"}
     assert all(v.dtype.name == "uint8" and v.ndim == 3 for v in ref.values())
+
+
+def test_a_check_whose_reservation_overruns_the_budget_is_skipped_with_a_row(tmp_path):
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import gpu_check
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    report = gpu_check.Report(tmp_path / "out", {"machine": "test", "device": "cpu"})
+    check = gpu_check.GpuCheck("cpu", tmp_path, report, budget_s=100)
+    ran: list[str] = []
+
+    def first():
+        ran.append("first")
+        check.add("first", "1")
+
+    def too_long():
+        ran.append("too_long")
+
+    def broken():
+        ran.append("broken")
+        raise RuntimeError("boom")
+
+    def last():
+        ran.append("last")
+        check.add("last", "2", ok=True)
+
+    # Reservations are (GPU seconds, CPU seconds); 1000 s never fits a 100 s budget, however
+    # fast this machine is, and 1 s always does.
+    check.plan = lambda: [(first, 1, 1), (too_long, 1000, 1000), (broken, 1, 1), (last, 1, 1)]
+    check.run()
+    assert ran == ["first", "broken", "last"]
+    rows = {r.check: r for r in report.rows}
+    assert list(rows) == ["first", "too_long", "broken", "last"]
+    assert rows["too_long"].value.startswith("skipped: would overrun (")
+    assert rows["too_long"].value.endswith(" s left of 100 s)")
+    assert rows["too_long"].ok is None
+    assert rows["broken"].value == "ERROR RuntimeError: boom" and rows["broken"].ok is False
+    assert not report.ok  # a failed check fails the run; a skipped one does not
+    saved = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
+    assert [r["check"] for r in saved["rows"]] == list(rows)
