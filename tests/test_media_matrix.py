@@ -493,3 +493,21 @@ def test_header_rate_and_frame_times_are_the_ffmpeg_programs(tmp_path, ext, rate
         assert Fraction(s.average_rate) == avg
         assert (stated or Fraction(c.duration, av.time_base)) == duration
     assert times == ffmpeg_frame_times(ext, out_rate, 24)
+
+
+@pytest.mark.parametrize("given", [None, "libx264"], ids=["default", "--codec"])
+def test_a_narrowed_format_notice_names_the_encoder_as_the_user_chose_it(given):
+    """x264 has no 12-bit: the notice says --codec libx264 only where the user wrote it."""
+    from rife_cli.video.sink import EncodeOptions, prepare_encoding
+
+    notices: list[str] = []
+    opts = prepare_encoding(
+        Path("x.mp4"), EncodeOptions(given), 64, 48, Fraction(25), 12,
+        source_pix_fmt="yuv422p12le", warn=notices.append, open_encoder=False,
+    )  # fmt: skip
+    assert opts.codec == "libx264" and opts.pix_fmt == "yuv422p10le"
+    who = "--codec libx264" if given else "libx264 (the default encoder; see --codec)"
+    assert notices == [
+        f"{who} cannot hold the source's 4:2:2 12-bit (yuv422p12le); writing yuv422p10le "
+        "(4:2:2 10-bit), the nearest it holds"
+    ]

@@ -101,9 +101,13 @@ def prepare_encoding(
     codec = opts.codec or DEFAULT_CODEC.get(container_of(path), fallback)
     given = replace(opts, codec=codec)
     _check_codec(path, given)
-    opts = given
     if opts.pix_fmt is None:
-        opts = replace(opts, pix_fmt=default_pix_fmt(codec, bits, source_pix_fmt, warn))
+        # The notice names the encoder as the user knows it: chosen by --codec, or ours by default.
+        who = f"--codec {codec}" if opts.codec else f"{codec} (the default encoder; see --codec)"
+        given_pix = default_pix_fmt(codec, bits, source_pix_fmt, warn, who)
+        opts = replace(given, pix_fmt=given_pix)
+    else:
+        opts = given
     _check_pix_fmt(opts.pix_fmt)
     size = _check_frame_size(width, height, opts.pix_fmt, warn)
     opts = replace(opts, frame_size=size)
@@ -211,7 +215,9 @@ def _layout(pix_fmt: str) -> tuple[int, int] | None:
     return None if level is None else (level, luma.bits)
 
 
-def default_pix_fmt(codec: str, bits: int, source: str | None = None, warn=None) -> str:
+def default_pix_fmt(
+    codec: str, bits: int, source: str | None = None, warn=None, who: str | None = None
+) -> str:
     """The encoder's pixel format nearest the source's chroma format and depth (`source`, a YUV
     pixel format; otherwise 4:2:0 at `bits`): the same where the encoder holds it, else one that
     loses nothing (more chroma or bits), else the one that loses least, chroma before depth,
@@ -236,7 +242,7 @@ def default_pix_fmt(codec: str, bits: int, source: str | None = None, warn=None)
     level, depth = layouts[best]
     if want is not None and warn is not None and (level < want[0] or depth < want[1]):
         warn(
-            f"--codec {codec} cannot hold the source's {CHROMA_NAMES[want[0]]} {want[1]}-bit "
+            f"{who or '--codec ' + codec} cannot hold the source's {CHROMA_NAMES[want[0]]} {want[1]}-bit "
             f"({source}); writing {best} ({CHROMA_NAMES[level]} {depth}-bit), the nearest it holds"
         )
     return best
