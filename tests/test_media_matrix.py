@@ -507,7 +507,44 @@ def test_a_narrowed_format_notice_names_the_encoder_as_the_user_chose_it(given):
     )  # fmt: skip
     assert opts.codec == "libx264" and opts.pix_fmt == "yuv422p10le"
     who = "--codec libx264" if given else "libx264 (the default encoder; see --codec)"
-    assert notices == [
+    said = (
         f"{who} cannot hold the source's 4:2:2 12-bit (yuv422p12le); writing yuv422p10le "
         "(4:2:2 10-bit), the nearest it holds"
-    ]
+    )
+    assert notices == [said]
+
+
+def _samples(path: Path) -> np.ndarray:
+    """The first audio track's samples, channels by samples, as int32 (left-aligned, as FFmpeg
+    decodes 24-bit)."""
+    with av.open(str(path)) as c:
+        s = c.streams.audio[0]
+        channels = s.codec_context.layout.nb_channels
+        got = []
+        for f in c.decode(s):
+            a = f.to_ndarray()
+            got.append(a if f.format.is_planar else a.reshape(-1, channels).T)
+        shift = 16 if s.codec_context.format.bytes == 2 else 0
+    return np.concatenate(got, axis=1).astype(np.int32) << shift
+
+
+@pytest.mark.parametrize("pcm", ["pcm_s24le", "pcm_s16le"])
+def test_pcm_goes_into_mp4_as_lossless_alac(tmp_path, pcm):
+    """PCM in MP4 (ipcm) reads as 16-bit noise in the ffmpeg program 5.1 and players built on
+    it: it goes in as ALAC, the same samples, at the source's depth, with a notice."""
+    clip = Clip(".mkv", rate=Fraction(25), n=20, bframes=False, audio=[Track(pcm)])
+    source, out, summary, timesteps, warnings = run(tmp_path, clip, "o.mp4")
+    check_doubled(source, out, summary, timesteps, clip)
+    check_tracks_in_sync(source, out)
+    with av.open(summary.output) as c:
+        a = c.streams.audio[0]
+        assert a.codec_context.name == "alac"
+        assert a.codec_context.format.name == ("s32p" if pcm == "pcm_s24le" else "s16p")
+    want, got = _samples(tmp_path / "in.mkv"), _samples(Path(summary.output))
+    assert want.shape[0] == got.shape[0] == 2
+    assert got.shape[1] >= want.shape[1] - 4096  # ALAC frames of 4096 samples, the last one cut
+    n = min(want.shape[1], got.shape[1])
+    assert np.array_equal(want[:, :n], got[:, :n]) and np.abs(want).max() > 1 << 24
+    if pcm == "pcm_s24le":
+        assert (want & 0xFF00).any()  # the low 8 of the 24 bits are used, and kept
+    assert f"audio stream 1 ({pcm}) written into .mp4 as ALAC (lossless)" in " ".join(warnings)

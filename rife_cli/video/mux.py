@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -29,6 +30,11 @@ LEAD_NOTICE = Fraction(1, 10)
 MOVES_NEGATIVE_PTS = {"matroska", "webm"}
 # Re-encoding target per container when the source's audio codec cannot be copied into it.
 AUDIO_FALLBACK = {"mp4": "aac", "mov": "aac", "webm": "libopus", "matroska": "aac"}
+# PCM in MP4 is ISO/IEC 23003-5 `ipcm`, which FFmpeg writes from 6.1 on; older readers (the
+# ffmpeg program 5.1, and players built on it) decode a 24-bit track as 16-bit noise. PCM goes
+# into .mp4 as ALAC instead: lossless to 24 bits, and read everywhere MP4 audio is.
+PCM_IN_MP4 = "alac"
+PCM_BITS = re.compile(r"pcm_[su](\d+)")
 # Containers that hold attachments (fonts that ASS subtitles need).
 HOLDS_ATTACHMENTS = {"matroska"}
 # Where a cover picture goes: an attached-picture stream (MP4's covr atom), or a Matroska
@@ -468,7 +474,7 @@ def _map_streams(src, dst, fmt, video_start: Fraction, report: MuxReport, warn) 
         offset = round(video_start / Fraction(s.time_base)) if s.time_base else 0
         name = s.codec_context.name
         out = None
-        if name in ok:
+        if name in ok and not (fmt == "mp4" and name.startswith("pcm_")):
             try:
                 out = dst.add_stream_from_template(s)
                 routes[s] = Route(out, offset)
@@ -489,24 +495,48 @@ def _map_streams(src, dst, fmt, video_start: Fraction, report: MuxReport, warn) 
 def _reencoder(s, dst, fmt, offset, routes, report: MuxReport, warn):
     """An audio stream the container cannot hold, re-encoded into one it can."""
     name = s.codec_context.name
-    codec = AUDIO_FALLBACK.get(fmt, "aac")
+    pcm = fmt == "mp4" and name.startswith("pcm_")
+    codec = PCM_IN_MP4 if pcm else AUDIO_FALLBACK.get(fmt, "aac")
     try:
         rate = s.codec_context.sample_rate or 48000
         if codec == "libopus" and rate not in (8000, 12000, 16000, 24000, 48000):
             rate = 48000
         o = dst.add_stream(codec, rate=rate)
-        layout = s.codec_context.layout.name if s.codec_context.layout else "stereo"
+        layout = _named_layout(s.codec_context.layout)
         o.layout = layout
         sample_fmt = o.codec_context.codec.audio_formats[0].name
+        bits = int(m.group(1)) if (m := PCM_BITS.match(name)) else 32  # float PCM: above 24
+        if pcm and bits <= 16:
+            sample_fmt = "s16p"  # ALAC's s32p holds 24 bits: 16-bit PCM stays 16-bit
         o.format = sample_fmt
         routes[s] = Route(o, offset, av.AudioResampler(format=sample_fmt, layout=layout, rate=rate))
         report.audio.append(f"{name}->{codec}")
-        warn(f"audio stream {s.index} ({name}) cannot go into .{fmt}; re-encoded as {codec}")
+        if pcm:
+            kept = "lossless" if bits <= 24 else "rounded to 24 bits"
+            warn(
+                f"audio stream {s.index} ({name}) written into .mp4 as ALAC ({kept}): PCM in "
+                "MP4 reads as noise in older players"
+            )
+        else:
+            warn(f"audio stream {s.index} ({name}) cannot go into .{fmt}; re-encoded as {codec}")
         return o
     except (av.FFmpegError, ValueError) as exc:
         warn(f"audio stream {s.index} ({name}) dropped: {exc}")
         report.dropped.append(_describe(s))
         return None
+
+
+# Encoders take only layouts whose speakers are named; a track that states just a channel count
+# ("2 channels": PCM from cameras and WAV-like muxers) gets FFmpeg's usual layout for that count.
+GUESSED_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0", 6: "5.1", 8: "7.1"}
+
+
+def _named_layout(layout) -> str:
+    if layout is None:
+        return "stereo"
+    if layout.name.endswith(("channel", "channels")):
+        return GUESSED_LAYOUTS.get(layout.nb_channels, layout.name)
+    return layout.name
 
 
 def _transcode(packet, route: Route, dst, warn) -> None:
