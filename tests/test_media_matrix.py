@@ -548,3 +548,30 @@ def test_pcm_goes_into_mp4_as_lossless_alac(tmp_path, pcm):
     if pcm == "pcm_s24le":
         assert (want & 0xFF00).any()  # the low 8 of the 24 bits are used, and kept
     assert f"audio stream 1 ({pcm}) written into .mp4 as ALAC (lossless)" in " ".join(warnings)
+
+
+def test_audio_outlasting_the_picture_in_matroska_is_not_called_a_damaged_file(tmp_path):
+    """Matroska states no video duration in the stream; the file's (3 s, the audio's) is not the
+    picture's (1 s): the video's own statistics tag is, so no "pictures end early" warning."""
+    src = tmp_path / "long-audio.mkv"
+    with av.open(str(src), "w") as c:
+        v = c.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        a = c.add_stream("aac", rate=48000)
+        for i in range(25):
+            picture = np.full((48, 64, 3), 8 * i, np.uint8)
+            c.mux(v.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
+        c.mux(v.encode(None))
+        for k in range(3 * 48000 // 1024):
+            f = av.AudioFrame.from_ndarray(np.zeros((2, 1024), np.float32), "fltp", "stereo")
+            f.sample_rate, f.pts = 48000, k * 1024
+            c.mux(a.encode(f))
+        c.mux(a.encode(None))
+    with av.open(str(src)) as c:
+        assert c.duration / av.time_base > 2.9 and not c.streams.video[0].duration
+    warnings: list[str] = []
+    summary = interpolate_video(
+        src, tmp_path / "o.mp4", engine_factory=lambda need: blend_engine(), warn=warnings.append
+    )
+    assert summary.frames_in == 25 and summary.frames_out == 50
+    assert not [w for w in warnings if "could not be read" in w], warnings

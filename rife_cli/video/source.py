@@ -4,6 +4,7 @@ convert); probing what it holds."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -58,6 +59,9 @@ class SourceInfo:
     images: list[Path] = field(default_factory=list)
     has_audio: bool = False
     has_subtitles: bool = False
+    # False where `duration` is the file's, which audio outlasting the picture may set (Matroska
+    # without statistics tags): then no "pictures end early" warning is drawn from it.
+    duration_is_video: bool = True
     vfr: bool = False
     # The exact grid the frame times are snapped to (see grid.py); None: placed by timestamps.
     grid: Grid | None = None
@@ -190,9 +194,7 @@ def probe(path: Path, image_rate: Fraction | None = None) -> SourceInfo:
                 start = min(times)
             else:
                 start = Fraction(s.start_time) * tb if (s.start_time is not None and tb) else 0
-            duration = Fraction(s.duration) * tb if (s.duration and tb) else None
-            if duration is None and c.duration:
-                duration = Fraction(c.duration, av.time_base)
+            duration, duration_is_video = _video_duration(s, c)
             tagged = cc.colorspace not in (2, None) and cc.colorspace != 0
             matrix = cc.colorspace if tagged else guess_matrix(cc.height)
             colour = Colour(
@@ -220,6 +222,7 @@ def probe(path: Path, image_rate: Fraction | None = None) -> SourceInfo:
                 colour,
                 has_audio=bool(c.streams.audio),
                 has_subtitles=bool(c.streams.subtitles),
+                duration_is_video=duration_is_video,
                 vfr=not regular.constant,
                 grid=regular.grid,
                 picture=_picture(first, s),
@@ -484,10 +487,28 @@ def as_fields(info: SourceInfo, interlace: Interlace) -> SourceInfo:
     )
 
 
+def _video_duration(s, c) -> tuple[Fraction | None, bool]:
+    """The video stream's duration, and whether it is the video's own: as the stream states it,
+    else as Matroska's statistics tag (DURATION, written by FFmpeg and mkvmerge) does, else the
+    file's, which is the video's only where no audio can run longer than the picture."""
+    tb = s.time_base
+    if s.duration and tb:
+        return Fraction(s.duration) * tb, True
+    tag = next((v for k, v in s.metadata.items() if k.upper().startswith("DURATION")), None)
+    m = re.fullmatch(r"(\d+):(\d\d):(\d\d)(?:\.(\d+))?", tag.strip()) if tag else None
+    if m:
+        hours, minutes, secs, frac = m.groups()
+        whole = (int(hours) * 60 + int(minutes)) * 60 + int(secs)
+        return whole + (Fraction(int(frac), 10 ** len(frac)) if frac else 0), True
+    if c.duration:
+        return Fraction(c.duration, av.time_base), not c.streams.audio
+    return None, False
+
+
 def _warn_if_cut_short(info: SourceInfo, last_time: Fraction | None, warn) -> None:
     """A file whose pictures end well before the time it states is damaged or cut off (a copy that
     did not finish): the output is only as long as what could be read, so say so."""
-    if warn is None or last_time is None or not info.duration:
+    if warn is None or last_time is None or not info.duration or not info.duration_is_video:
         return
     step = 1 / info.rate
     missing = info.start + info.duration - (last_time + step)
