@@ -8,9 +8,9 @@ amount (`video_start`), so it keeps its offset to the video exactly as in the so
 from __future__ import annotations
 
 import heapq
+import io
 import itertools
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -20,6 +20,7 @@ import av
 
 from ..errors import OutputError
 from ..pipeline.resume import crash_point
+from .audio import Reencode, open_reencoder, transcode
 from .filters import main_video
 from .sink import supported_codecs
 
@@ -28,13 +29,12 @@ from .sink import supported_codecs
 LEAD_NOTICE = Fraction(1, 10)
 # Muxers that move every packet from the first negative presentation time on, not the chapters.
 MOVES_NEGATIVE_PTS = {"matroska", "webm"}
-# Re-encoding target per container when the source's audio codec cannot be copied into it.
-AUDIO_FALLBACK = {"mp4": "aac", "mov": "aac", "webm": "libopus", "matroska": "aac"}
-# PCM in MP4 is ISO/IEC 23003-5 `ipcm`, which FFmpeg writes from 6.1 on; older readers (the
-# ffmpeg program 5.1, and players built on it) decode a 24-bit track as 16-bit noise. PCM goes
-# into .mp4 as ALAC instead: lossless to 24 bits, and read everywhere MP4 audio is.
-PCM_IN_MP4 = "alac"
-PCM_BITS = re.compile(r"pcm_[su](\d+)")
+# FFmpeg's MPEG-TS muxer takes any codec but makes a real stream only of these (its stream
+# types); anything else becomes an unplayable data stream. By codec (canonical) name.
+MPEGTS_TRACKS = {
+    "mp2", "mp3", "aac", "aac_latm", "ac3", "eac3", "dts", "truehd", "opus", "s302m",
+    "dvb_subtitle", "dvb_teletext",
+}  # fmt: skip
 # Containers that hold attachments (fonts that ASS subtitles need).
 HOLDS_ATTACHMENTS = {"matroska"}
 # Where a cover picture goes: an attached-picture stream (MP4's covr atom), or a Matroska
@@ -73,8 +73,7 @@ class MuxReport:
 class Route:
     out: av.stream.Stream
     offset: int  # the video's start, in ticks of the input stream's time base
-    resampler: av.AudioResampler | None = None  # set when the stream is re-encoded
-    next_pts: int | None = None  # re-encoding: pts of the next output sample
+    reencode: Reencode | None = None  # set when the stream is re-encoded
 
 
 def kept_tags(metadata: dict) -> dict:
@@ -340,13 +339,13 @@ def _mux(video_paths, keep: Keep, out, fmt, warn, rate=None) -> MuxReport:
                 if n == 8:
                     crash_point("join")  # the output half written
                 route = Route(vout, 0) if gid == 0 else routes[packet.stream]
-                if route.resampler is None:
+                if route.reencode is None:
                     packet.stream = route.out
                     to.mux(packet)
                 else:
-                    _transcode(packet, route, to, warn)
+                    transcode(packet, route.reencode, to.mux, warn)
             for route in routes.values():
-                if route.resampler is not None:
+                if route.reencode is not None:
                     to.mux(route.out.encode(None))
             if to is not dst:
                 to.flush()
@@ -474,7 +473,7 @@ def _map_streams(src, dst, fmt, video_start: Fraction, report: MuxReport, warn) 
         offset = round(video_start / Fraction(s.time_base)) if s.time_base else 0
         name = s.codec_context.name
         out = None
-        if name in ok and not (fmt == "mp4" and name.startswith("pcm_")):
+        if _copies(s, fmt, ok):
             try:
                 out = dst.add_stream_from_template(s)
                 routes[s] = Route(out, offset)
@@ -485,74 +484,32 @@ def _map_streams(src, dst, fmt, video_start: Fraction, report: MuxReport, warn) 
             report.dropped.append(_describe(s))
             continue
         if out is None:
-            out = _reencoder(s, dst, fmt, offset, routes, report, warn)
-        if out is not None:
-            out.metadata.update(kept_tags(s.metadata))
-            out.disposition = s.disposition
+            reencode = open_reencoder(s, dst, fmt, warn)
+            if reencode is None:
+                report.dropped.append(_describe(s))
+                continue
+            out = reencode.out
+            routes[s] = Route(out, offset, reencode)
+            report.audio.append(f"{name}->{out.codec_context.name}")
+        out.metadata.update(kept_tags(s.metadata))
+        out.disposition = s.disposition
     return routes
 
 
-def _reencoder(s, dst, fmt, offset, routes, report: MuxReport, warn):
-    """An audio stream the container cannot hold, re-encoded into one it can."""
+def _copies(s, fmt: str, ok: set[str]) -> bool:
+    """Whether track `s` goes into `fmt` as it is: a codec the muxer lists, that it also writes
+    (a scratch header in memory: MOV lists Opus and FLAC and MP4 lists TrueHD, then refuses
+    them), and not PCM into MP4 (see audio.LOSSLESS_TARGET)."""
     name = s.codec_context.name
-    pcm = fmt == "mp4" and name.startswith("pcm_")
-    codec = PCM_IN_MP4 if pcm else AUDIO_FALLBACK.get(fmt, "aac")
+    if fmt == "mpegts":
+        if s.codec_context.codec.canonical_name not in MPEGTS_TRACKS:
+            return False
+    elif name not in ok or (fmt == "mp4" and name.startswith("pcm_")):
+        return False
     try:
-        rate = s.codec_context.sample_rate or 48000
-        if codec == "libopus" and rate not in (8000, 12000, 16000, 24000, 48000):
-            rate = 48000
-        o = dst.add_stream(codec, rate=rate)
-        layout = _named_layout(s.codec_context.layout)
-        o.layout = layout
-        sample_fmt = o.codec_context.codec.audio_formats[0].name
-        bits = int(m.group(1)) if (m := PCM_BITS.match(name)) else 32  # float PCM: above 24
-        if pcm and bits <= 16:
-            sample_fmt = "s16p"  # ALAC's s32p holds 24 bits: 16-bit PCM stays 16-bit
-        o.format = sample_fmt
-        routes[s] = Route(o, offset, av.AudioResampler(format=sample_fmt, layout=layout, rate=rate))
-        report.audio.append(f"{name}->{codec}")
-        if pcm:
-            kept = "lossless" if bits <= 24 else "rounded to 24 bits"
-            warn(
-                f"audio stream {s.index} ({name}) written into .mp4 as ALAC ({kept}): PCM in "
-                "MP4 reads as noise in older players"
-            )
-        else:
-            warn(f"audio stream {s.index} ({name}) cannot go into .{fmt}; re-encoded as {codec}")
-        return o
-    except (av.FFmpegError, ValueError) as exc:
-        warn(f"audio stream {s.index} ({name}) dropped: {exc}")
-        report.dropped.append(_describe(s))
-        return None
-
-
-# Encoders take only layouts whose speakers are named; a track that states just a channel count
-# ("2 channels": PCM from cameras and WAV-like muxers) gets FFmpeg's usual layout for that count.
-GUESSED_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0", 6: "5.1", 8: "7.1"}
-
-
-def _named_layout(layout) -> str:
-    if layout is None:
-        return "stereo"
-    if layout.name.endswith(("channel", "channels")):
-        return GUESSED_LAYOUTS.get(layout.nb_channels, layout.name)
-    return layout.name
-
-
-def _transcode(packet, route: Route, dst, warn) -> None:
-    """Decode, resample and encode one (already shifted) audio packet, its samples timed from
-    the first one kept, so the re-encoded track keeps its offset to the video."""
-    rate = route.out.codec_context.sample_rate
-    try:
-        for frame in packet.decode():
-            if route.next_pts is None:
-                start = Fraction(frame.pts) * frame.time_base if frame.pts is not None else 0
-                if start + Fraction(frame.samples, frame.sample_rate) <= 0:
-                    continue  # wholly before the video's first frame
-                route.next_pts = round(start * rate)
-            for f in route.resampler.resample(frame):
-                f.pts, f.time_base = route.next_pts, Fraction(1, rate)
-                route.next_pts += f.samples
-                dst.mux(route.out.encode(f))
-    except av.FFmpegError as exc:
-        warn(f"audio packet skipped: {exc}")
+        with av.open(io.BytesIO(), "w", format=fmt) as scratch:
+            scratch.add_stream_from_template(s)
+            scratch.start_encoding()
+        return True
+    except (av.FFmpegError, ValueError):
+        return False
