@@ -177,6 +177,22 @@ def test_slowmo_drops_audio(tmp_path):
     assert any("audio" in w for w in warnings) and s.fps_out == "25"
 
 
+def test_slowmo_says_it_drops_subtitles_and_chapters_too(tmp_path):
+    from media import Clip, Track, make_clip
+
+    srt = tmp_path / "s.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:00,200\nhello\n")
+    src = make_clip(
+        tmp_path / "a.mkv", Clip(".mkv", n=10, audio=[Track()], subtitles=srt, chapters=True)
+    )
+    warnings = []
+    interpolate_blended(src, tmp_path / "o.mkv", exp=1, slowmo=True, warn=warnings.append)
+    assert (
+        "--slowmo: audio, subtitles and chapters dropped (their timing would not match the "
+        "slowed video)"
+    ) in warnings
+
+
 def test_audio_reencoded_when_container_cannot_hold_it(tmp_path):
     src = make_video(tmp_path / "a.mkv", n=10, audio=True, audio_codec="aac")
     warnings = []

@@ -973,6 +973,22 @@ def _summary(job: Job, run: _Run, engine, before: tuple[int, int], audio, starte
     )
 
 
+def _timed_tracks(inp: Path, info: SourceInfo) -> str:
+    """What of the source runs on its timeline besides the video: "audio, subtitles and
+    chapters", or the part of that it has ("" for none)."""
+    names = [n for n, has in (("audio", info.has_audio), ("subtitles", info.has_subtitles)) if has]
+    if not info.is_images and Path(inp).is_file():  # not a pipe, which would be read again
+        import av
+
+        try:
+            with av.open(str(inp), metadata_errors="replace") as c:
+                if c.chapters():
+                    names.append("chapters")
+        except (av.FFmpegError, OSError):
+            pass  # gone meanwhile: what is known is said
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+
+
 def finish_video(
     segments: list[Path],
     inp: Path,
@@ -990,8 +1006,8 @@ def finish_video(
 
     fmt = container_of(out)
     tracks = not slowmo and not info.is_images and fmt != "yuv4mpegpipe"
-    if slowmo and info.has_audio:
-        warn("--slowmo: audio dropped (its duration would not match)")
+    if slowmo and (timed := _timed_tracks(inp, info)):
+        warn(f"--slowmo: {timed} dropped (their timing would not match the slowed video)")
     elif fmt == "yuv4mpegpipe" and info.has_audio:
         warn("yuv4mpegpipe carries raw video only: audio dropped")
     keep = Keep(inp if tracks else None, video_start, info.picture.display_matrix)
