@@ -575,3 +575,24 @@ def test_audio_outlasting_the_picture_in_matroska_is_not_called_a_damaged_file(t
     )
     assert summary.frames_in == 25 and summary.frames_out == 50
     assert not [w for w in warnings if "could not be read" in w], warnings
+
+
+def test_a_subtitle_cue_showing_when_the_video_starts_is_cut_to_that_start(tmp_path):
+    """A cue from 0 to 3 s over video that starts at 1 s: it shows from the output's start to
+    2 s. At its negative time, Matroska's muxer moved every track 1 s later."""
+    srt = tmp_path / "s.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:03,000\nlong cue\n")
+    clip = Clip(".mkv", rate=Fraction(25), n=25, start=Fraction(1), subtitles=srt)
+    src = make_clip(tmp_path / "in.mkv", clip)
+    summary = interpolate_video(
+        src, tmp_path / "o.mkv", engine_factory=lambda need: blend_engine(), warn=lambda m: None
+    )
+    with av.open(summary.output) as c:
+        v, s = c.streams.video[0], c.streams.subtitles[0]
+        first = next(p for p in c.demux(v) if p.size)
+        assert abs(first.pts * v.time_base) < Fraction(1, 20)
+    with av.open(summary.output) as c:
+        s = c.streams.subtitles[0]
+        cue = next(p for p in c.demux(s) if p.size)
+        start, end = cue.pts * s.time_base, (cue.pts + cue.duration) * s.time_base
+    assert abs(start) < Fraction(1, 20) and abs(end - 2) < Fraction(1, 20), (start, end)

@@ -104,6 +104,11 @@ def _shifted_packets(container, routes: dict, gid: int, report: MuxReport):
             if packet.stream.type == "audio":
                 report.lead_cut = max(report.lead_cut, -packet.pts * Fraction(tb))
             continue
+        if packet.stream.type == "subtitle" and packet.pts is not None and packet.pts < 0:
+            # A cue showing when the video starts: from its start on, as the chapters are (at a
+            # negative time Matroska's muxer moved every track later by as much).
+            packet.duration = max(0, (packet.duration or 0) + packet.pts)
+            packet.pts = packet.dts = 0
         t = packet.dts if packet.dts is not None else packet.pts
         time = Fraction(t) * tb if t is not None and tb else Fraction(0)
         yield time, gid, n, packet

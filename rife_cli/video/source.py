@@ -194,7 +194,7 @@ def probe(path: Path, image_rate: Fraction | None = None) -> SourceInfo:
                 start = min(times)
             else:
                 start = Fraction(s.start_time) * tb if (s.start_time is not None and tb) else 0
-            duration, duration_is_video = _video_duration(s, c)
+            duration, duration_is_video = _video_duration(s, c, Fraction(start))
             tagged = cc.colorspace not in (2, None) and cc.colorspace != 0
             matrix = cc.colorspace if tagged else guess_matrix(cc.height)
             colour = Colour(
@@ -487,10 +487,11 @@ def as_fields(info: SourceInfo, interlace: Interlace) -> SourceInfo:
     )
 
 
-def _video_duration(s, c) -> tuple[Fraction | None, bool]:
+def _video_duration(s, c, start: Fraction) -> tuple[Fraction | None, bool]:
     """The video stream's duration, and whether it is the video's own: as the stream states it,
-    else as Matroska's statistics tag (DURATION, written by FFmpeg and mkvmerge) does, else the
-    file's, which is the video's only where no audio can run longer than the picture."""
+    else from Matroska's statistics tag (DURATION: FFmpeg writes the track's end time there, so
+    less the stream's `start` where that is before it), else the file's, which is the video's
+    only where no audio can run longer than the picture."""
     tb = s.time_base
     if s.duration and tb:
         return Fraction(s.duration) * tb, True
@@ -499,7 +500,8 @@ def _video_duration(s, c) -> tuple[Fraction | None, bool]:
     if m:
         hours, minutes, secs, frac = m.groups()
         whole = (int(hours) * 60 + int(minutes)) * 60 + int(secs)
-        return whole + (Fraction(int(frac), 10 ** len(frac)) if frac else 0), True
+        tagged = whole + (Fraction(int(frac), 10 ** len(frac)) if frac else 0)
+        return (tagged - start if 0 < start < tagged else tagged), True
     if c.duration:
         return Fraction(c.duration, av.time_base), not c.streams.audio
     return None, False
