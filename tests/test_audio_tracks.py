@@ -230,3 +230,40 @@ def test_pcm_into_mp4_says_what_its_depth_keeps(tmp_path, codec, fmt, said):
     src = make(tmp_path / f"p{ext}", [{"codec": codec, "samples": samples_for, "format": fmt}])
     warnings, _ = run(src, tmp_path / "o.mp4")
     assert f"audio stream 1 ({codec}) written into .mp4 as FLAC ({said})" in " ".join(warnings)
+
+
+def _cues(path: Path) -> list[tuple[float, float, bytes]]:
+    """(start, end, packet bytes) of the first subtitle track's cues."""
+    with av.open(str(path)) as c:
+        s = c.streams.subtitles[0]
+        return [
+            (float(p.pts * s.time_base), float((p.pts + p.duration) * s.time_base), bytes(p))
+            for p in c.demux(s)
+            if p.size
+        ]
+
+
+def test_text_subtitles_are_converted_to_the_text_format_the_container_holds(tmp_path):
+    from media import Clip, make_clip
+
+    srt = tmp_path / "s.srt"
+    srt.write_text(
+        "1\n00:00:00,000 --> 00:00:00,200\nFirst line\n\n2\n00:00:00,240 --> 00:00:00,360\nSecond\n"
+    )
+    src = make_clip(tmp_path / "in.mkv", Clip(".mkv", n=10, subtitles=srt))
+    # srt into MP4 and WebM used to be dropped ("cannot hold them"); mov_text into Matroska too
+    for ext, codec, source in (
+        (".mp4", "mov_text", src),
+        (".webm", "webvtt", src),
+        (".mkv", "ass", tmp_path / "o.mp4"),
+    ):
+        out = tmp_path / f"o{ext}"
+        warnings, _ = run(source, out)
+        with av.open(str(out)) as c:
+            read_as = c.streams.subtitles[0].codec_context.codec.canonical_name
+            assert read_as == codec or {read_as, codec} == {"ssa", "ass"}  # Matroska's S_TEXT/ASS
+        cues = [c for c in _cues(out) if c[2].strip(b"\0\n ")]  # MP4 fills gaps with empty cues
+        assert [(round(a, 3), round(b, 3)) for a, b, _ in cues] == [(0, 0.2), (0.24, 0.36)]
+        assert b"First line" in cues[0][2] and b"Second" in cues[1][2]
+        assert any(f"converted to {codec} for {ext}" in w for w in warnings), warnings
+        assert not [w for w in warnings if "dropped" in w], warnings

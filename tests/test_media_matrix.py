@@ -260,14 +260,17 @@ def test_every_track_with_its_language_title_and_flags(tmp_path):
     )
     assert out.title == "Episode 1"
     assert warnings == []
-    # MP4 holds neither ASS nor attachments: both named in one warning, the rest kept
+    # MP4 holds neither ASS nor attachments: the ASS becomes mov_text (said), its font is
+    # dropped (said), the rest kept
     warnings.clear()
     _, mp4, _, _, warnings = run(tmp_path, clip, "o.mp4")
-    assert [t[0] for t in mp4.tracks] == ["audio", "audio"]
-    assert [t[3] for t in mp4.tracks] == ["jpn", "eng"]
+    assert [t[0] for t in mp4.tracks] == ["audio", "audio", "subtitle"]
+    assert [t[3] for t in mp4.tracks] == ["jpn", "eng", out.tracks[2][3]]
+    assert mp4.tracks[2][1] == "mov_text"
     assert mp4.title == "Episode 1"
     dropped = [w for w in warnings if "dropped" in w]
-    assert len(dropped) == 1 and "subtitle" in dropped[0] and "TestSans.ttf" in dropped[0], warnings
+    assert len(dropped) == 1 and "TestSans.ttf" in dropped[0], warnings
+    assert [w for w in warnings if "converted to mov_text for .mp4" in w], warnings
 
 
 @pytest.mark.slow

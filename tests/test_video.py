@@ -310,9 +310,12 @@ def test_subtitles_and_chapters_are_carried(tmp_path):
         exp=1,
         warn=warnings.append,
     )
-    with av.open(str(tmp_path / "o.mp4")) as c:
-        assert "subtitle" not in [s.type for s in c.streams]  # SubRip cannot go into MP4
-    assert any("subtitle" in w and "dropped" in w for w in warnings)
+    with av.open(str(tmp_path / "o.mp4")) as c:  # SubRip cannot go into MP4: mov_text can
+        subs = c.streams.subtitles[0]
+        assert subs.codec_context.name == "mov_text"
+        cues = [bytes(p) for p in c.demux(subs) if p.size and bytes(p).strip(b"\0")]
+        assert len(cues) == 2
+    assert any("converted to mov_text" in w for w in warnings), warnings
 
 
 def test_force_never_deletes_a_foreign_folder(tmp_path):

@@ -18,6 +18,8 @@ from fractions import Fraction
 import av
 import numpy as np
 
+from .sink import suffix_of
+
 # The container's usual codec for a lossy source (or where no lossless one fits).
 LOSSY_TARGET = {"mp4": "aac", "mov": "aac", "webm": "libopus", "matroska": "aac", "mpegts": "aac"}
 # A lossless source into these stays lossless. PCM in MP4 would be ISO/IEC 23003-5 `ipcm`, which
@@ -129,7 +131,9 @@ def open_reencoder(s, dst, fmt: str, warn: Callable[[str], None]) -> Reencode | 
             said = _notice(s.index, name, fmt, codec, bits, codec == keep)
             warn(said)
             return Reencode(out, resampler, layout, order, said=said)
-    warn(f"audio stream {s.index} ({name}) dropped: no encoder here writes it into .{fmt}")
+    warn(
+        f"audio stream {s.index} ({name}) dropped: no encoder here writes it into {suffix_of(fmt)}"
+    )
     return None
 
 
@@ -190,8 +194,9 @@ def _notice(index: int, name: str, fmt: str, codec: str, bits: int, lossless: bo
             "reads as noise in older players"
         )
     shown = "FLAC" if codec == "flac" else ("PCM" if codec.startswith("pcm_") else codec)
-    return f"audio stream {index} ({name}) cannot go into .{fmt}; re-encoded as {shown}" + (
-        f" ({kept})" if kept else ""
+    return (
+        f"audio stream {index} ({name}) cannot go into {suffix_of(fmt)}; re-encoded as {shown}"
+        + (f" ({kept})" if kept else "")
     )
 
 

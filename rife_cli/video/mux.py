@@ -23,6 +23,7 @@ from ..pipeline.resume import crash_point
 from .audio import Reencode, open_reencoder, transcode
 from .filters import main_video
 from .sink import supported_codecs
+from .subtitles import convert, open_converter
 
 # Audio before the first picture is left out (the output starts there); said from this much on,
 # below which it is an encoder's priming or a muxer's rounding, not content.
@@ -74,6 +75,7 @@ class Route:
     out: av.stream.Stream
     offset: int  # the video's start, in ticks of the input stream's time base
     reencode: Reencode | None = None  # set when the stream is re-encoded
+    text: bool = False  # a text subtitle track converted to the container's text format
 
 
 def kept_tags(metadata: dict) -> dict:
@@ -344,11 +346,13 @@ def _mux(video_paths, keep: Keep, out, fmt, warn, rate=None) -> MuxReport:
                 if n == 8:
                     crash_point("join")  # the output half written
                 route = Route(vout, 0) if gid == 0 else routes[packet.stream]
-                if route.reencode is None:
+                if route.reencode is not None:
+                    transcode(packet, route.reencode, to.mux, warn)
+                elif route.text:
+                    convert(packet, route.out, to.mux, warn)
+                else:
                     packet.stream = route.out
                     to.mux(packet)
-                else:
-                    transcode(packet, route.reencode, to.mux, warn)
             for route in routes.values():
                 if route.reencode is not None:
                     to.mux(route.out.encode(None))
@@ -486,8 +490,12 @@ def _map_streams(src, dst, fmt, video_start: Fraction, report: MuxReport, warn) 
             except (av.FFmpegError, ValueError) as exc:
                 warn(f"stream {s.index} ({name}) not copied: {exc}")
         if out is None and s.type != "audio":
-            report.dropped.append(_describe(s))
-            continue
+            out = open_converter(s, dst, fmt, warn)
+            if out is None:
+                report.dropped.append(_describe(s))
+                continue
+            routes[s] = Route(out, offset, text=True)
+            report.subtitles.append(f"{name}->{out.codec_context.name}")
         if out is None:
             reencode = open_reencoder(s, dst, fmt, warn)
             if reencode is None:

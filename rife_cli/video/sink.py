@@ -53,6 +53,11 @@ def container_of(path: Path) -> str | None:
     return CONTAINERS.get(path.suffix.lower())
 
 
+def suffix_of(fmt: str) -> str:
+    """The file extension a muxer's files have, for messages: ".mkv" for "matroska"."""
+    return next((ext for ext, name in CONTAINERS.items() if name == fmt), f".{fmt}")
+
+
 # Containers that cannot store a negative time move a stream written alone so that its first
 # decoding time is 0: an x264 segment's B-frame delay (dts -2 frames) then starts its video 2
 # frames late, and the join moves everything again for the audio's priming, so the audio played
