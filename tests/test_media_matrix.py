@@ -599,3 +599,41 @@ def test_a_subtitle_cue_showing_when_the_video_starts_is_cut_to_that_start(tmp_p
         cue = next(p for p in c.demux(s) if p.size)
         start, end = cue.pts * s.time_base, (cue.pts + cue.duration) * s.time_base
     assert abs(start) < Fraction(1, 20) and abs(end - 2) < Fraction(1, 20), (start, end)
+
+
+@pytest.mark.parametrize(
+    "source,codec,want",
+    [
+        ("yuvj422p", "libx264", "yuv422p"),  # MJPEG from webcams: range is a flag, chroma kept
+        ("yuvj444p", "libx264", "yuv444p"),
+        ("yuva444p", "ffv1", "yuv444p"),  # the alpha dropped (said apart), not the chroma
+        ("yuva444p12le", "libx264", "yuv444p10le"),  # ProRes 4444 decodes so
+    ],
+)
+def test_full_range_and_alpha_sources_keep_their_chroma_format(source, codec, want):
+    from rife_cli.video.sink import default_pix_fmt
+
+    notices: list[str] = []
+    assert default_pix_fmt(codec, 8, source, notices.append) == want
+    assert bool(notices) == (source == "yuva444p12le")  # only the depth is narrowed, said
+
+
+def test_mjpeg_full_range_422_comes_out_422_full_range(tmp_path):
+    src = tmp_path / "m.mkv"
+    with av.open(str(src), "w") as c:
+        v = c.add_stream("mjpeg", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuvj422p"
+        for i in range(6):
+            rgb = np.full((48, 64, 3), 30 * i, np.uint8)
+            c.mux(
+                v.encode(
+                    av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuvj422p")
+                )
+            )
+        c.mux(v.encode(None))
+    summary = interpolate_video(
+        src, tmp_path / "o.mp4", engine_factory=lambda need: blend_engine(), warn=lambda m: None
+    )
+    with av.open(summary.output) as c:
+        cc = c.streams.video[0].codec_context
+        assert cc.pix_fmt in ("yuv422p", "yuvj422p") and cc.color_range == 2

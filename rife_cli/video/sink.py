@@ -227,7 +227,10 @@ def default_pix_fmt(
     pixel format; otherwise 4:2:0 at `bits`): the same where the encoder holds it, else one that
     loses nothing (more chroma or bits), else the one that loses least, chroma before depth,
     said through `warn`. Planar formats before semi-planar ones (NV12) of the same layout."""
-    want = _layout(source) if source else None
+    # A full-range (yuvj) or alpha (yuva) source keeps its chroma format like its plain twin:
+    # the range is written as a flag, the alpha is dropped (said where the source is read).
+    plain = re.sub(r"^yuv[ja]", "yuv", source) if source else None
+    want = _layout(plain) if plain else None
     keep = want or (0, min(bits, 16))
     try:
         offered = [f.name for f in av.codec.Codec(codec, "w").video_formats or ()]
