@@ -637,3 +637,25 @@ def test_mjpeg_full_range_422_comes_out_422_full_range(tmp_path):
     with av.open(summary.output) as c:
         cc = c.streams.video[0].codec_context
         assert cc.pix_fmt in ("yuv422p", "yuvj422p") and cc.color_range == 2
+
+
+def test_a_transport_stream_cut_mid_group_is_not_taken_for_frames_missing(tmp_path):
+    """A recording or download cut anywhere starts with pictures the decoder drops (no keyframe
+    before them); one lost in the cut read as a frame missing, and a midpoint-only model (v3.6)
+    refused the file."""
+    from rife_cli.video.source import probe
+
+    whole = tmp_path / "whole.ts"
+    with av.open(str(whole), "w") as c:
+        v = c.add_stream("libx264", rate=25, options={"g": "25", "bf": "2"})
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        for i in range(75):
+            rgb = np.full((48, 64, 3), (3 * i) % 256, np.uint8)
+            c.mux(v.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        c.mux(v.encode(None))
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.ts"
+    for skip in range(20, 40):  # 188-byte TS packets: cut inside the first group
+        cut.write_bytes(data[188 * skip :])
+        info = probe(cut)
+        assert not info.vfr and info.grid is not None and info.rate == 25, skip

@@ -248,8 +248,15 @@ def _scan(c, s, tb: Fraction | None) -> tuple[list[Fraction], av.VideoFrame | No
     # AVI stores no presentation times: FFmpeg guesses them around B-frames (one frame's time
     # twice); its decoding times are the frame indexes, in order.
     decode_order = c.format.name == "avi"
+    keyframe = False
     for packet in c.demux(s):
         if packet.size == 0:
+            continue
+        # A stream cut mid-group (a recording or download that starts anywhere) begins with
+        # pictures the decoder drops for want of their keyframe: their times are not the
+        # stream's, and one of them lost in the cut would read as a frame missing.
+        keyframe = keyframe or packet.is_keyframe
+        if not keyframe:
             continue
         if first is None:
             try:
