@@ -659,3 +659,38 @@ def test_a_transport_stream_cut_mid_group_is_not_taken_for_frames_missing(tmp_pa
         cut.write_bytes(data[188 * skip :])
         info = probe(cut)
         assert not info.vfr and info.grid is not None and info.rate == 25, skip
+
+
+@pytest.mark.parametrize("jump", [Fraction(4), Fraction(1000)])
+def test_a_forward_jump_in_the_timestamps_is_held_not_morphed(tmp_path, jump):
+    """Two recordings joined (cat a.ts b.ts) with the clock 4 s (or 1000 s) on: the gap is kept
+    as time (the audio has it too) but held on the pictures either side with a notice, instead of
+    a 4 s morph between unrelated pictures, or a 1000 s one that ran out of memory."""
+    src = tmp_path / "joined.ts"
+    with av.open(str(src), "w") as c:
+        v = c.add_stream("libx264", rate=25, options={"bf": "0"})
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.time_base = Fraction(1, 90000)
+        for i in range(20):
+            rgb = np.full((48, 64, 3), 10 * i, np.uint8)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            seconds = Fraction(i, 25) + (jump if i >= 10 else 0)
+            frame.pts, frame.time_base = int(seconds * 90000), Fraction(1, 90000)
+            for p in v.encode(frame):
+                c.mux(p)
+        c.mux(v.encode(None))
+    timesteps: list[Fraction] = []
+    warnings: list[str] = []
+    summary = interpolate_video(
+        src,
+        tmp_path / "o.mkv",
+        engine_factory=lambda need: recording_engine(timesteps),
+        warn=warnings.append,
+        exp=1,
+    )
+    said = [w for w in warnings if "timestamps jump" in w]
+    assert len(said) == 1 and "at frame 10" in said[0] and "not interpolated" in said[0], warnings
+    # the 18 pairs on either side made their midpoints; the pair across the jump made nothing
+    assert len(timesteps) == 18 and set(timesteps) == {Fraction(1, 2)}
+    span = Fraction(19, 25) + jump
+    assert summary.frames_out == int(span * 50) + 2  # every output slot of the timeline

@@ -24,7 +24,11 @@ THUMB = 32
 CUT = "cut"  # another shot: nothing blended across, counted
 FLASH = "flash"  # into or out of a one-frame flash: nothing blended across, not a cut
 SIZE = "size"  # the picture changed size (set by the reader): nothing blended across, not counted
-HARD = (CUT, FLASH, SIZE)
+# the timestamps jump forward by more than a moment (set by the reader: joined or damaged
+# recordings): the gap is held, not filled with a morph between unrelated pictures
+JUMP = "jump"
+READER = (SIZE, JUMP)  # edges the reader knows, which no picture comparison overrides
+HARD = (CUT, FLASH, SIZE, JUMP)
 # A frame within this SSIM of the mean of its neighbours is inside a linear blend (dissolve, fade).
 BLEND_SIMILARITY = 0.8
 # One frame is another's gain and offset (a fade, to or from black or white) when the fit leaves
@@ -151,7 +155,7 @@ class SceneStage:
     def _decide(self, past: list, nxt, cand: dict[int, bool]):
         """The edge before past[-1], with up to two frames before it and one after."""
         frame = past[-1]
-        if frame.edge == SIZE:
+        if frame.edge in READER:
             return frame  # the reader's: the pictures on either side are not comparable
         frame.edge = ""
         if len(past) < 2:

@@ -397,6 +397,7 @@ def read_frames(
     stream_size = info.stream_size or (info.width, info.height)
     fitter = filters.Fitter(info.width, info.height, info.picture.sar, stream_size)
     changes = 0
+    jumps = 0
     file_size = info.path.stat().st_size
     try:
         with _open_video(info.path, hwaccel) as c:
@@ -422,6 +423,16 @@ def read_frames(
                         warn(
                             f"{info.path}: from frame {index} on, timestamps leave the "
                             f"{float(info.grid.rate):g} fps grid; placed by their timestamps"
+                        )
+                jump = last_time is not None and time - last_time > jump_after(info.rate)
+                if jump:
+                    jumps += 1
+                    if warn and jumps <= 3:
+                        warn(
+                            f"{info.path}: timestamps jump {float(time - last_time):.2f} s forward "
+                            f"at frame {index} ({float(last_time - info.start):.2f} s; a joined or "
+                            "damaged recording?): the gap is kept as time, held on the pictures "
+                            "either side, not interpolated"
                         )
                 if last_time is not None and time <= last_time:
                     if warn:
@@ -462,6 +473,8 @@ def read_frames(
                     out = SourceFrame(index, time, dur, _bgr(frame, fmt, colour), frame)
                 if change:
                     out.edge = scenes.SIZE
+                elif jump:
+                    out.edge = scenes.JUMP
                 yield out
                 last_time = time
                 index += 1
@@ -477,6 +490,12 @@ def read_frames(
         raise InputError(
             f"{info.path}: decoding failed after {index} frames ({_ffmpeg_reason(exc)})"
         ) from None
+
+
+def jump_after(rate: Fraction) -> Fraction:
+    """A gap between frames longer than this is a jump in the timestamps, not frames missing
+    to interpolate: a second, or four frames at a low rate (a 1 fps time-lapse)."""
+    return max(Fraction(1), 4 / rate)
 
 
 def as_fields(info: SourceInfo, interlace: Interlace) -> SourceInfo:
