@@ -25,7 +25,12 @@ def debug() -> bool:
 
 
 def notice(msg: str) -> None:
-    click.echo(f"rife: {msg}", err=True)
+    """A line on stderr; above the progress bar while one is drawn (not glued to its end)."""
+    bar = _Progress.drawn
+    if bar is not None:
+        bar.write(f"rife: {msg}", file=sys.stderr)
+    else:
+        click.echo(f"rife: {msg}", err=True)
 
 
 def fail(msg: str, code: int = EXIT_FAILED):
@@ -269,6 +274,8 @@ def frames(img0, img1, output, exp, multi, ratio, force, **model_opts):
 class _Progress:
     """A tqdm bar on stderr fed by the pipeline's callback; silent with --quiet."""
 
+    drawn = None  # the bar on screen now, which notices go above
+
     def __init__(self, quiet: bool, name: str):
         self.quiet, self.name, self.bar = quiet, name, None
 
@@ -284,6 +291,7 @@ class _Progress:
                 dynamic_ncols=True,
                 leave=False,
             )
+            _Progress.drawn = self.bar
 
     def __call__(self, done: int):
         if self.bar is not None:
@@ -291,6 +299,8 @@ class _Progress:
 
     def close(self):
         if self.bar is not None:
+            if _Progress.drawn is self.bar:
+                _Progress.drawn = None
             self.bar.close()
 
 

@@ -175,3 +175,19 @@ def test_encoder_problems_before_any_work(clip, tmp_path, args, msg):
     assert res.exit_code == 2, res.output
     assert re.search(msg, res.output) and "Traceback" not in res.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_notice_during_the_progress_bar_gets_its_own_line(capsys):
+    """Warnings in the middle of a run were glued onto the end of the progress bar's line."""
+    from rife_cli.cli import _Progress, notice
+
+    bar = _Progress(False, "in.mp4")
+    bar.total(10)
+    bar(3)
+    notice("hello")
+    bar(5)
+    bar.close()
+    notice("after")
+    lines = capsys.readouterr().err.replace("\r", "\n").split("\n")
+    assert "rife: hello" in lines and "rife: after" in lines
+    assert _Progress.drawn is None
