@@ -89,6 +89,16 @@ def test_yuv4mpegpipe_is_raw_frames_for_another_encoder_without_audio(tmp_path):
     assert b"audio dropped" in r.stderr
 
 
+def test_yuv4mpegpipe_says_it_carries_no_colour_matrix(tmp_path):
+    from clips import make_video
+
+    src = make_video(tmp_path / "in.mp4", n=4, colorspace=1)  # tagged bt709
+    r = rife(str(src), "-o", "-", "--format", "yuv4mpegpipe")
+    assert r.returncode == 0, r.stderr.decode()
+    assert b"yuv4mpegpipe stores no colour matrix" in r.stderr
+    assert b"(the source's matrix is bt709)" in r.stderr
+
+
 def test_a_reader_that_goes_away_ends_the_run_cleanly(tmp_path):
     # raw frames, far more than a pipe's buffer (64 KiB), so the writer meets the closed end
     src = make_clip(tmp_path / "in.mkv", Clip(".mkv", rate=Fraction(25), n=12, w=192, h=144))

@@ -973,6 +973,10 @@ def _summary(job: Job, run: _Run, engine, before: tuple[int, int], audio, starte
     )
 
 
+# FFmpeg's colour matrix numbers (AVColorSpace), as a message names them.
+COLOUR_MATRICES = {1: "bt709", 5: "bt601", 6: "bt601", 9: "bt2020", 10: "bt2020c", 7: "smpte240m"}
+
+
 def _timed_tracks(inp: Path, info: SourceInfo) -> str:
     """What of the source runs on its timeline besides the video: "audio, subtitles and
     chapters", or the part of that it has ("" for none)."""
@@ -1010,6 +1014,12 @@ def finish_video(
         warn(f"--slowmo: {timed} dropped (their timing would not match the slowed video)")
     elif fmt == "yuv4mpegpipe" and info.has_audio:
         warn("yuv4mpegpipe carries raw video only: audio dropped")
+    if fmt == "yuv4mpegpipe" and info.colour is not None and info.colour.tagged:
+        # Y4M states the range but no matrix, primaries or transfer: the reader guesses them
+        warn(
+            "yuv4mpegpipe stores no colour matrix, primaries or transfer: the reader assumes "
+            f"its own (the source's matrix is {COLOUR_MATRICES.get(info.colour.matrix, 'other')})"
+        )
     keep = Keep(inp if tracks else None, video_start, info.picture.display_matrix)
     part = part_path(out)
     try:
