@@ -4,6 +4,7 @@ video stream; each made with PyAV and run through `interpolate_video` with defau
 
 from __future__ import annotations
 
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -299,3 +300,15 @@ def test_a_second_real_video_stream_is_dropped_with_a_warning(tmp_path):
     with av.open(str(tmp_path / "o.mkv")) as c:
         assert [s.type for s in c.streams] == ["video"]
         assert c.streams.video[0].width == 64
+
+
+def test_a_picture_too_small_to_tell_fields_apart_draws_no_interlace_warning():
+    """idet called a 7x5 progressive FFV1 clip (FFmpeg's testsrc2) interlaced, and five rows
+    cannot show combing: the second opinion must say no, not "cannot tell, so yes"."""
+    from rife_cli.video.filters import combed_ratio
+
+    rows = np.tile(np.array([[0], [255], [0], [255], [0]], np.uint8), (1, 7))  # as combed as can be
+    assert combed_ratio(rows) == 0.0
+    idet_says_interlaced = FieldVerdict(50, 0, 40, 0, 2, 0)
+    assert idet_says_interlaced.idet_interlaced
+    assert not replace(idet_says_interlaced, combed=combed_ratio(rows)).suspect
