@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -90,8 +91,14 @@ def make_frames(
     frames.append(im1)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    for path, frame in zip(paths, frames, strict=True):
-        write_image(path, frame)
+    ends = {0: p0, len(paths) - 1: p1}
+    for k, (path, frame) in enumerate(zip(paths, frames, strict=True)):
+        given = ends.get(k)
+        if given is not None and given.suffix.lower() == path.suffix:
+            # the input itself: a JPEG decoded and encoded again loses a generation (31 dB)
+            shutil.copyfile(given, path)
+        else:
+            write_image(path, frame)
     return paths
 
 

@@ -185,3 +185,21 @@ def test_existing_files_need_force(tmp_path):
     (tmp_path / "001.png").rename(tmp_path / "x.png")
     res = run("frames", tmp_path / "000.png", tmp_path / "002.png", "-o", tmp_path, "--force")
     assert res.exit_code == 2 and "would overwrite an input" in res.output, res.output
+
+
+def test_jpeg_ends_are_the_input_files_not_a_second_generation(tmp_path):
+    """The end frames in IMG0's format are the inputs' own bytes: a JPEG decoded and encoded
+    again came out 31 dB from its source. An end of another format is written from its pixels."""
+    a, b = pair()
+    cv2.imwrite(str(tmp_path / "a.jpg"), cv2.imread(str(a)), [cv2.IMWRITE_JPEG_QUALITY, 80])
+    cv2.imwrite(str(tmp_path / "b.jpg"), cv2.imread(str(b)), [cv2.IMWRITE_JPEG_QUALITY, 80])
+    res = run("frames", tmp_path / "a.jpg", tmp_path / "b.jpg", "-o", tmp_path / "out")
+    assert res.exit_code == 0, res.output
+    files = sorted((tmp_path / "out").iterdir())
+    assert [f.name for f in files] == ["000.jpg", "001.jpg", "002.jpg"]
+    assert files[0].read_bytes() == (tmp_path / "a.jpg").read_bytes()
+    assert files[2].read_bytes() == (tmp_path / "b.jpg").read_bytes()
+    res = run("frames", tmp_path / "a.jpg", b, "-o", tmp_path / "mixed")
+    assert res.exit_code == 0, res.output
+    last = tmp_path / "mixed" / "002.jpg"  # IMG1 is a PNG: written as JPEG from its pixels
+    assert psnr(cv2.imread(str(last)), cv2.imread(str(b))) > 30
