@@ -694,3 +694,18 @@ def test_a_forward_jump_in_the_timestamps_is_held_not_morphed(tmp_path, jump):
     assert len(timesteps) == 18 and set(timesteps) == {Fraction(1, 2)}
     span = Fraction(19, 25) + jump
     assert summary.frames_out == int(span * 50) + 2  # every output slot of the timeline
+
+
+def test_mov_keeps_a_language_by_its_twin_code_or_says_it_cannot(tmp_path):
+    """FFmpeg's MOV writer keeps only the Macintosh table's codes: French as "fra", not "fre"
+    (which vanished unsaid); Swedish not at all, which is now said."""
+    clip = Clip(
+        ".mkv", n=10, audio=[Track(language="fre"), Track(language="swe"), Track(language="jpn")]
+    )
+    _, out, _, _, warnings = run(tmp_path, clip, "o.mov")
+    assert [t[3] for t in out.tracks] == ["fra", None, "jpn"]
+    said = (
+        "track 2's language (swe) not kept: .mov stores only the Macintosh language codes; "
+        ".mkv or .mp4 keep it"
+    )
+    assert [w for w in warnings if "language" in w] == [said]

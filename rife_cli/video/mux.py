@@ -7,6 +7,7 @@ amount (`video_start`), so it keeps its offset to the video exactly as in the so
 
 from __future__ import annotations
 
+import functools
 import heapq
 import io
 import itertools
@@ -17,6 +18,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 
 from ..errors import OutputError
 from ..pipeline.resume import crash_point
@@ -505,8 +507,57 @@ def _map_streams(src, dst, fmt, video_start: Fraction, report: MuxReport, warn) 
             routes[s] = Route(out, offset, reencode)
             report.audio.append(f"{name}->{out.codec_context.name}")
         out.metadata.update(kept_tags(s.metadata))
+        if fmt == "mov" and "language" in out.metadata:
+            out.metadata["language"] = _mov_language(s.index, out.metadata["language"], warn)
         out.disposition = s.disposition
     return routes
+
+
+# ISO 639-2 languages with two codes (bibliographic and terminology): FFmpeg's MOV writer keeps
+# only those in the Macintosh language table, which has one or the other ("fra" but "ger").
+LANGUAGE_TWINS = dict(
+    pair
+    for b, t in (
+        ("fre", "fra"), ("ger", "deu"), ("chi", "zho"), ("dut", "nld"), ("cze", "ces"),
+        ("gre", "ell"), ("per", "fas"), ("rum", "ron"), ("slo", "slk"), ("alb", "sqi"),
+        ("arm", "hye"), ("baq", "eus"), ("bur", "mya"), ("geo", "kat"), ("ice", "isl"),
+        ("mac", "mkd"), ("mao", "mri"), ("may", "msa"), ("tib", "bod"), ("wel", "cym"),
+    )
+    for pair in ((b, t), (t, b))
+)  # fmt: skip
+
+
+def _mov_language(index: int, code: str, warn) -> str:
+    """`code`, or its ISO 639-2 twin, whichever FFmpeg's MOV writer keeps; said where neither."""
+    for candidate in (code, LANGUAGE_TWINS.get(code.lower())):
+        if candidate and _mov_keeps_language(candidate):
+            return candidate
+    if code.lower() != "und":
+        warn(
+            f"track {index}'s language ({code}) not kept: .mov stores only the Macintosh "
+            "language codes; .mkv or .mp4 keep it"
+        )
+    return code
+
+
+@functools.lru_cache(maxsize=64)
+def _mov_keeps_language(code: str) -> bool:
+    """Whether a MOV written by this FFmpeg reads back with language `code` (a scratch file)."""
+    data = io.BytesIO()
+    try:
+        with av.open(data, "w", format="mov") as scratch:
+            stream = scratch.add_stream("pcm_s16le", rate=8000)  # a track needs a sample
+            stream.layout = "mono"
+            stream.metadata["language"] = code
+            silence = av.AudioFrame.from_ndarray(np.zeros((1, 8), np.int16), "s16", "mono")
+            silence.sample_rate, silence.pts = 8000, 0
+            for packet in stream.encode(silence) + stream.encode(None):
+                scratch.mux(packet)
+        data.seek(0)
+        with av.open(data, format="mov") as back:
+            return back.streams[0].metadata.get("language") == code
+    except (av.FFmpegError, ValueError):
+        return False
 
 
 def _copies(s, fmt: str, ok: set[str]) -> bool:
