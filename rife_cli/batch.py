@@ -27,6 +27,19 @@ VIDEO_EXTENSIONS = (
 )
 
 
+def stands_for_several(arg: Path) -> bool:
+    """Whether INPUT `arg` names a batch, however many files it holds: a glob, or a folder of
+    videos (not of images, which is one input)."""
+    if not arg.exists() and any(ch in str(arg) for ch in "*?["):
+        return True
+    if not arg.is_dir():
+        return False
+    entries = [p for p in arg.iterdir() if p.is_file()]
+    if any(p.suffix.lower() in IMAGE_EXTENSIONS for p in entries):
+        return False
+    return any(p.suffix.lower() in VIDEO_EXTENSIONS for p in entries)
+
+
 def expand_inputs(args: list[Path]) -> list[Path]:
     """A directory of images is one input; a directory of videos is its videos; an unquoted or
     quoted glob is its matches. Anything else is kept as given (and fails on its own later)."""

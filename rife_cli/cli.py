@@ -52,6 +52,15 @@ def quit_now(msg: str, code: int):
     os._exit(code)
 
 
+def show_traceback() -> None:
+    """With RIFE_DEBUG=1, the traceback of the error being handled, before its one line: the
+    exit code stays the one the README gives (scripts that debug still branch on it)."""
+    if debug():
+        import traceback
+
+        traceback.print_exc()
+
+
 def reported(fn):
     """Turn the tool's errors into one line and an exit code; RIFE_DEBUG=1 shows the traceback."""
 
@@ -64,20 +73,16 @@ def reported(fn):
         except RifeError as exc:
             if getattr(exc, "hard", False):
                 quit_now(str(exc), exc.exit_code)
-            if debug():
-                raise
+            show_traceback()
             fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
-            if debug():
-                raise
+            show_traceback()
             fail("interrupted", EXIT_SIGINT)
         except MemoryError:
-            if debug():
-                raise
+            show_traceback()
             fail("out of memory; try --scale 0.5 or a smaller --batch-size")
-        except Exception as exc:
-            if debug():
-                raise
+        except Exception as exc:  # noqa: BLE001 - any other error: one line, never a traceback
+            show_traceback()
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             if "out of memory" in msg.lower():
                 fail("out of GPU memory; try --scale 0.5 or a smaller --batch-size")
@@ -202,7 +207,8 @@ class RifeGroup(click.Group):
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as exc:
             where = (
-                f" (rife {exc.ctx.info_name} --help)"
+                # "rife models fetch", not "rife fetch" (and "rife" whatever the program name)
+                f" (rife {' '.join(exc.ctx.command_path.split()[1:])} --help)"
                 if exc.ctx and exc.ctx.parent
                 else " (rife --help)"
             )
@@ -348,7 +354,7 @@ def _install_stop_handlers():
 )
 @click.option(
     "--scene-threshold",
-    type=float,
+    type=click.FloatRange(0, 1),
     default=0.3,
     show_default=True,
     help="Pairs less similar than this (SSIM of thumbnails, motion undone) may be cuts: nothing "
@@ -396,7 +402,12 @@ def _install_stop_handlers():
     help="libx264 (default; libsvtav1 for .webm, libx265 for HDR sources), libx265, libsvtav1, "
     "ffv1, prores_ks, libvpx-vp9, h264_nvenc, hevc_nvenc, av1_nvenc.",
 )
-@click.option("--crf", type=int, default=None, help="Encoder quality (x264/x265 default 23/28).")
+@click.option(
+    "--crf",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Encoder quality, lower is better (x264/x265 0-51, default 23/28; SVT-AV1/VP9 0-63).",
+)
 @click.option("--preset", default=None, help="Encoder preset (x264 default here: fast).")
 @click.option(
     "--pix-fmt",
@@ -472,12 +483,19 @@ def interpolate(inputs, output, pipe_format, exp, multi, fps, input_fps, slowmo,
     folder = output is not None and output != "-" and output.endswith(("/", os.sep))
     output = None if output is None else ("-" if output == "-" else Path(output))
     jobs = _checked_jobs(inputs, output, options, batch_size, devices, ray_address, as_json)
-    if folder and len(jobs) == 1:
+    # A batch: several inputs, or one that a folder of videos or a glob stood for (its output
+    # goes into -o DIR/ by its own name, as it would with more).
+    from .batch import stands_for_several
+    from .video.pipes import is_stream
+
+    several = len(inputs) > 1 or any(
+        stands_for_several(Path(i)) for i in inputs if not is_stream(i)
+    )
+    if folder and not several:
         options["png"] = True  # -o DIR/ for one input: its frames as PNG files there
     if jobs and devices is None and ray_address is None:
         _prefault_for_cpu_run(jobs[0], model_opts["device"])
     stop = _install_stop_handlers()
-    several = len(jobs) > 1
     out_dir = output if several else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -487,9 +505,10 @@ def interpolate(inputs, output, pipe_format, exp, multi, fps, input_fps, slowmo,
                           options, quiet, stop)  # fmt: skip
     engine_for = _engines(model_opts, batch_size)
     rows, results, failed = [], [], 0
+    claimed: dict = {}  # output -> the input that writes it, so that no two share one
     for inp in jobs:
-        summary = _one_input(inp, None if several else output, out_dir, done, engine_for, options,
-                             quiet, stop, several, rows)  # fmt: skip
+        summary = _one_input(inp, None if several else output, out_dir, done, engine_for,
+                             {**options, "claimed": claimed}, quiet, stop, several, rows)  # fmt: skip
         if summary is None:
             failed += 1
             continue
@@ -507,6 +526,8 @@ def _checked_jobs(inputs, output, options, batch_size, devices, ray_address, as_
     from .video.pipes import is_stdio, is_stream
 
     Timing.from_options(options["exp"], options["multi"], options["fps"], options["slowmo"])
+    if options["force"] and options["skip_existing"]:
+        raise click.UsageError("--force overwrites what --skip-existing leaves: give one of them")
     if batch_size < 0:
         raise click.UsageError("--batch-size must be 1 or more")
     if options["format"] is not None and not is_stdio(output):
@@ -527,8 +548,24 @@ def _checked_jobs(inputs, output, options, batch_size, devices, ray_address, as_
             if is_stream(inp):
                 raise click.UsageError("--input-fps sets the rate of an image folder")
             input_rate(options["input_fps"], inp)
+    # the same input given twice is made once (its second run found its first output there)
+    unique: dict = {}
+    for job in jobs:
+        unique.setdefault(job.resolve() if isinstance(job, Path) else job, job)
+    if len(unique) < len(jobs):
+        twice = [str(j) for j in unique.values() if sum(str(j) == str(k) for k in jobs) > 1]
+        notice(f"{', '.join(twice) or 'an input'}: given more than once; interpolated once")
+        jobs = list(unique.values())
     if len(jobs) > 1 and output is not None and output.exists() and not output.is_dir():
         raise click.UsageError("with several inputs, -o must be a directory")
+    if len(jobs) > 1 and isinstance(output, Path) and not output.exists():
+        from .video.sink import CONTAINERS
+
+        if output.suffix.lower() in CONTAINERS:
+            raise click.UsageError(
+                f"with several inputs, -o must be a directory, not a {output.suffix} file "
+                f"(-o {output.parent / output.stem}/)"
+            )
     return jobs
 
 
@@ -580,6 +617,7 @@ def _report(inp, summary, rows: list, quiet: bool, dedup: bool, input_fps) -> No
     """One input's row for the table of several, its warnings and its summary line (stderr)."""
     if summary.skipped:
         rows.append((str(inp), "skipped", f"{summary.output} exists"))
+        notice(f"{inp}: skipped: {summary.output} exists (finished)")
         return
     rows.append(
         (
@@ -723,7 +761,11 @@ def _prefault_for_cpu_run(first: Path, device: str) -> None:
     "--frames", type=int, default=6, show_default=True, help="Frames in the generated clip."
 )
 @click.option(
-    "--rounds", type=int, default=2, show_default=True, help="Alternating rounds; medians reported."
+    "--rounds",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Alternating rounds; medians reported.",
 )
 @click.option(
     "--pad-channels",

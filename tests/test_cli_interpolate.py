@@ -191,3 +191,76 @@ def test_a_notice_during_the_progress_bar_gets_its_own_line(capsys):
     lines = capsys.readouterr().err.replace("\r", "\n").split("\n")
     assert "rife: hello" in lines and "rife: after" in lines
     assert _Progress.drawn is None
+
+
+def test_two_inputs_of_one_name_never_write_one_output(clip, tmp_path):
+    """x/clip.mp4 and y/clip.mp4 into one folder: the second overwrote the first with --force,
+    and without it failed on a file the same run had made. Now the second is refused, said."""
+    for d in ("x", "y"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "clip.mp4").write_bytes(clip.read_bytes())
+    out = tmp_path / "out"
+    res = run("interpolate", tmp_path / "x/clip.mp4", tmp_path / "y/clip.mp4", "-o", f"{out}/",
+              "--force", "-q")  # fmt: skip
+    assert res.exit_code == 3, res.output
+    assert f"also the output of {tmp_path / 'x/clip.mp4'} in this run" in res.output
+    assert sorted(p.name for p in out.iterdir()) == ["clip_2x_50fps.mp4"]
+
+
+def test_a_folder_holding_one_video_is_a_batch_of_one(clip, tmp_path):
+    """`rife interpolate videos/ -o done/` wrote PNG frames where the folder held one video."""
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "a.mp4").write_bytes(clip.read_bytes())
+    res = run("interpolate", tmp_path / "videos", "-o", f"{tmp_path / 'done'}/", "-q")
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "done").iterdir()) == ["a_2x_50fps.mp4"]
+
+
+def test_the_same_input_twice_is_made_once(clip, tmp_path):
+    res = run("interpolate", clip, clip, "-o", f"{tmp_path / 'twice'}/", "-q")
+    assert res.exit_code == 0, res.output
+    assert "given more than once; interpolated once" in res.output
+    assert sorted(p.name for p in (tmp_path / "twice").iterdir()) == ["clip_2x_50fps.mp4"]
+
+
+def test_resuming_a_finished_output_skips_it(clip, tmp_path):
+    """--resume after a batch was stopped: the inputs finished before are done, not failures
+    ("exists", exit 3)."""
+    res = run("interpolate", clip, "-o", tmp_path / "one.mp4", "-q")
+    assert res.exit_code == 0, res.output
+    res = run("interpolate", clip, "-o", tmp_path / "one.mp4", "-q", "--resume")
+    assert res.exit_code == 0, res.output
+    assert "skipped:" in res.output and "exists (finished)" in res.output
+
+
+@pytest.mark.parametrize(
+    "args,code,said",
+    [
+        (["--crf", "99"], 2, "--crf 99: libx264 takes 0 to 51"),
+        (["--crf", "-5"], 2, "-5 is not in the range"),
+        (["--scene-threshold", "-1"], 2, "-1.0 is not in the range"),
+        (["--force", "--skip-existing"], 2, "give one of them"),
+    ],
+)
+def test_out_of_range_options_are_refused(clip, tmp_path, args, code, said):
+    res = run("interpolate", clip, "-o", tmp_path / "o.mp4", "-q", *args)
+    assert res.exit_code == code and said in res.output, res.output
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_several_inputs_into_a_video_file_name_are_refused(clip, tmp_path):
+    other = tmp_path / "other.mp4"
+    other.write_bytes(clip.read_bytes())
+    res = run("interpolate", clip, other, "-o", tmp_path / "single.mp4")
+    assert res.exit_code == 2
+    assert "with several inputs, -o must be a directory, not a .mp4 file" in res.output
+    assert not (tmp_path / "single.mp4").exists()
+
+
+def test_rife_debug_shows_the_traceback_and_keeps_the_exit_code(tmp_path):
+    """RIFE_DEBUG=1 re-raised the error: exit 1 for every failure, whatever the README says."""
+    missing = tmp_path / "nothing.mp4"
+    plain = CliRunner().invoke(main, ["interpolate", str(missing)])
+    debug = CliRunner(env={"RIFE_DEBUG": "1"}).invoke(main, ["interpolate", str(missing)])
+    assert plain.exit_code == debug.exit_code != 0
+    assert "Traceback" in debug.output and "Traceback" not in plain.output

@@ -98,3 +98,12 @@ def test_model_dir_train_log_convention(tmp_path, rife_home):
         assert resolve(None).label == "train_log"
     finally:
         os.chdir(cwd)
+
+
+def test_a_subcommands_usage_error_names_its_own_help():
+    from click.testing import CliRunner
+
+    from rife_cli.cli import main
+
+    res = CliRunner().invoke(main, ["models", "fetch", "nosuch"])
+    assert res.exit_code == 2 and "(rife models fetch --help)" in res.output

@@ -41,6 +41,7 @@ from .resume import (
     SegmentClock,
     SegmentedSink,
     open_journal,
+    work_dir_for,
 )
 from .timing import Plan, Slot, Timing, parse_rate
 
@@ -585,6 +586,7 @@ def prepare(
     warn: Callable[[str], None],
     sharded: bool = False,
     hardware: bool = True,
+    claimed: dict | None = None,
 ) -> Job:
     """Probe the input and settle the output: its name, its encoder (opened once to prove it
     starts), and, unless the job is `sharded` (its workers write into a folder the coordinator
@@ -645,7 +647,15 @@ def prepare(
 
         info = as_fields(info, interlace)
         target = replace(target, factor=target.rate / info.rate)
-    if opts.skip_existing and out.exists() and not _empty_dir(out):
+    if claimed is not None:
+        earlier = claimed.setdefault(out.resolve(), inp)
+        if earlier != inp:
+            raise OutputError(
+                f"{out}: also the output of {earlier} in this run (the same name from another "
+                "folder); run them apart or rename one"
+            )
+    finished = opts.resume and not work_dir_for(out).exists()  # nothing left to resume
+    if (opts.skip_existing or finished) and out.exists() and not _empty_dir(out):
         return Job(inp, info, target, out, png, None, hwaccel, opts, skipped=True)
     enc = None
     if not png:
@@ -721,6 +731,7 @@ def interpolate_video(
     warn: Callable[[str], None] | None = None,
     stop: StopRequest | None = None,
     shard=None,
+    claimed: dict | None = None,
     **options,
 ) -> Summary:
     """Interpolate one video or image directory. Options are those of `Options` plus, when no
@@ -728,7 +739,8 @@ def interpolate_video(
     `input` may be "-" (standard input) or an http(s) URL, `output` "-" (standard output, as
     Options.format says). With a `shard` (rife_cli.scale.shards), only its part is made, into its
     folder of segments beside `output` (which must be given); whoever cut the input checks the
-    output and joins the shards."""
+    output and joins the shards. `claimed` maps the outputs of a batch's inputs so far to them:
+    two inputs of one run never write the same file."""
     started = clock.perf_counter()
     warn = warn or (lambda msg: None)
     engine_opts = {k: options.pop(k) for k in list(options) if k in ENGINE_KEYS}
@@ -738,8 +750,9 @@ def interpolate_video(
         output_dir = Path.cwd()  # a URL's default name, here: not beside its spooled copy
     with spooled_input(input) as source, piped_output(output, opts.format) as pipe:
         job = prepare(
-            source, pipe.path if pipe else output, output_dir, opts, warn, shard is not None
-        )
+            source, pipe.path if pipe else output, output_dir, opts, warn, shard is not None,
+            claimed=claimed,
+        )  # fmt: skip
         if job.skipped:
             return Summary(input=str(job.inp), output=str(job.out), skipped=True)
         engine = _engine(job, engine_factory, engine_opts)

@@ -106,6 +106,10 @@ def prepare_encoding(
     codec = opts.codec or DEFAULT_CODEC.get(container_of(path), fallback)
     given = replace(opts, codec=codec)
     _check_codec(path, given)
+    top = CRF_MAX.get(codec)
+    if opts.crf is not None and top is not None and opts.crf > top:
+        # the encoders clamp it silently (x264 takes 99 as 51)
+        raise UsageError(f"--crf {opts.crf}: {codec} takes 0 to {top} (lower is better)")
     if opts.pix_fmt is None:
         # The notice names the encoder as the user knows it: chosen by --codec, or ours by default.
         who = f"--codec {codec}" if opts.codec else f"{codec} (the default encoder; see --codec)"
@@ -256,6 +260,11 @@ def default_pix_fmt(
     return best
 
 
+# The --crf scale's top per encoder (NVENC's cq included): above it, encoders clamp silently.
+CRF_MAX = {
+    "libx264": 51, "libx264rgb": 51, "libx265": 51, "libsvtav1": 63, "libvpx-vp9": 63,
+    "libvpx": 63, "libaom-av1": 63, "h264_nvenc": 51, "hevc_nvenc": 51, "av1_nvenc": 51,
+}  # fmt: skip
 # NVENC's constant quality without --crf: the software encoders' default CRF for the same format
 # (x264 23, x265 28, SVT-AV1 35), so that leaving --crf out means the same intent on either.
 NVENC_CQ = {"h264_nvenc": 23, "hevc_nvenc": 28, "av1_nvenc": 35}
