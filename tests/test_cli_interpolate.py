@@ -264,3 +264,10 @@ def test_rife_debug_shows_the_traceback_and_keeps_the_exit_code(tmp_path):
     debug = CliRunner(env={"RIFE_DEBUG": "1"}).invoke(main, ["interpolate", str(missing)])
     assert plain.exit_code == debug.exit_code != 0
     assert "Traceback" in debug.output and "Traceback" not in plain.output
+
+
+def test_an_existing_folder_without_a_slash_says_what_to_write(clip, tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "keep.txt").write_text("x")
+    res = run("interpolate", clip, "-o", tmp_path / "d", "-q")
+    assert res.exit_code == 2 and "a directory; end it with / for PNG frames" in res.output

@@ -168,6 +168,11 @@ def _check_codec(path: Path, opts: EncodeOptions) -> None:
     except (av.FFmpegError, ValueError):
         raise UsageError(f"--codec {opts.codec}: not an encoder in this FFmpeg") from None
     fmt = container_of(path)
+    if fmt is None and path.is_dir():
+        raise UsageError(
+            f"-o {path}: a directory; end it with / for PNG frames there, or name a video file "
+            "(.mp4, .mkv, .mov, .webm)"
+        )
     if fmt is None:
         raise UsageError(
             f"-o {path}: unknown container {path.suffix!r}; use .mp4, .mkv, .mov or .webm"
