@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from fractions import Fraction
@@ -68,6 +69,12 @@ def make_frames(
         raise UsageError(
             f"-o {out_dir}: the frames would overwrite an input; choose another folder"
         )
+    try:  # before the model loads: a folder that cannot be written is said at once
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"-o {out_dir}: cannot make it ({exc.strerror or exc})") from None
+    if not os.access(out_dir, os.W_OK):
+        raise OutputError(f"-o {out_dir}: directory is not writable")
     if not force:
         taken = next((p for p in paths if p.exists() or p.is_symlink()), None)
         if taken is not None:

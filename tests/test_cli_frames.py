@@ -203,3 +203,11 @@ def test_jpeg_ends_are_the_input_files_not_a_second_generation(tmp_path):
     assert res.exit_code == 0, res.output
     last = tmp_path / "mixed" / "002.jpg"  # IMG1 is a PNG: written as JPEG from its pixels
     assert psnr(cv2.imread(str(last)), cv2.imread(str(b))) > 30
+
+
+def test_an_output_folder_that_cannot_be_made_is_said_before_the_model_loads(tmp_path):
+    a, b = pair()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    res = run("frames", a, b, "-o", blocker / "frames")
+    assert res.exit_code == 1 and "cannot make it (Not a directory)" in res.output, res.output

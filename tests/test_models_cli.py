@@ -107,3 +107,17 @@ def test_a_subcommands_usage_error_names_its_own_help():
 
     res = CliRunner().invoke(main, ["models", "fetch", "nosuch"])
     assert res.exit_code == 2 and "(rife models fetch --help)" in res.output
+
+
+def test_a_model_cache_that_cannot_be_written_is_said(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from rife_cli.cli import main
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    monkeypatch.setenv("RIFE_HOME", str(blocker / "cache"))
+    res = CliRunner().invoke(main, ["models", "fetch", "v4.6"])
+    assert res.exit_code == 1
+    assert "cannot write there (Not a directory); set RIFE_HOME to a writable folder" in res.output
+    assert "fetching" not in res.output and "unexpected" not in res.output

