@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import pytest
@@ -97,6 +98,18 @@ def test_yuv4mpegpipe_says_it_carries_no_colour_matrix(tmp_path):
     assert r.returncode == 0, r.stderr.decode()
     assert b"yuv4mpegpipe stores no colour matrix" in r.stderr
     assert b"(the source's matrix is bt709)" in r.stderr
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+def test_standard_output_on_a_full_disk_is_one_line(tmp_path):
+    src = make_clip(tmp_path / "in.mkv", Clip(".mkv", rate=Fraction(25), n=6))
+    cmd = [sys.executable, "-m", "rife_cli", "interpolate", str(src), "-o", "-", "--model",
+           "v3.6", "-q"]  # fmt: skip
+    with open("/dev/full", "wb") as full:
+        r = subprocess.run(cmd, stdout=full, stderr=subprocess.PIPE, timeout=TIMEOUT, check=False)
+    assert r.returncode == 1
+    assert b"standard output: write failed (No space left on device)" in r.stderr
+    assert b"Traceback" not in r.stderr and b"unexpected" not in r.stderr
 
 
 def test_a_reader_that_goes_away_ends_the_run_cleanly(tmp_path):

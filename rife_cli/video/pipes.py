@@ -20,7 +20,7 @@ from pathlib import Path
 
 import av
 
-from ..errors import InputError, PipeClosed, RifeError, UsageError
+from ..errors import InputError, OutputError, PipeClosed, RifeError, UsageError
 
 STDIO = "-"
 # --format for -o -: FFmpeg's muxer -> the extension of the file it is made as (see sink.CONTAINERS)
@@ -133,6 +133,11 @@ def send_to_stdout(path: Path) -> None:
                     view = view[os.write(1, view) :]
     except BrokenPipeError:
         raise PipeClosed() from None
+    except OSError as exc:  # a full disk behind a redirect (> /dev/full), a quota
+        raise OutputError(
+            f"standard output: write failed ({exc.strerror or exc}); the video was made, "
+            "but could not be written there"
+        ) from None
 
 
 def join_raw(segments: list[Path], out: Path, rate: Fraction) -> None:
