@@ -6,6 +6,7 @@ every made frame is an exact midpoint (so every source frame is passed through, 
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from fractions import Fraction
@@ -709,3 +710,17 @@ def test_mov_keeps_a_language_by_its_twin_code_or_says_it_cannot(tmp_path):
         ".mkv or .mp4 keep it"
     )
     assert [w for w in warnings if "language" in w] == [said]
+
+
+def test_a_long_regular_stream_with_b_frames_is_not_taken_for_frames_missing(tmp_path):
+    """The probe reads the first 720 packets, in decoding order: the B-frames still to come
+    left holes at the end of what it saw, so every x264 file over 29 s read as frames missing
+    (v3.6 refused it, the default switched to v4.0)."""
+    from rife_cli.video.source import SCAN_PACKETS, probe
+
+    src = make_clip(tmp_path / "long.mp4", Clip(".mp4", n=SCAN_PACKETS + 80))  # B-frames
+    with av.open(str(src)) as c:
+        stamps = [p.pts for p in c.demux(c.streams.video[0]) if p.size]
+    assert any(b < a for a, b in itertools.pairwise(stamps))  # reordered: B-frames are there
+    info = probe(src)
+    assert not info.vfr and info.grid is not None and info.rate == 25

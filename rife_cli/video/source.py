@@ -30,6 +30,7 @@ IMAGE_SEQUENCE_RATE = Fraction(25)
 # Packets whose timestamps decide whether a stream is constant-rate (about half a minute at
 # 24 fps; later frames are still snapped to the grid found, or kept as they are if off it).
 SCAN_PACKETS = 720
+REORDER_MAX = 16  # pictures a decoder may hold for reordering (H.264 and HEVC: 16 at most)
 
 
 @dataclass
@@ -265,6 +266,10 @@ def _scan(c, s, tb: Fraction | None) -> tuple[list[Fraction], av.VideoFrame | No
                 pass
         if len(times) >= SCAN_PACKETS:
             complete = False
+            # Packets come in decoding order: the scan stops with pictures still to come that
+            # show before some it has seen (B-frames): the latest times it has are not all there
+            # is, and those gaps are not the stream's. At most REORDER_MAX pictures are ahead.
+            times = sorted(times)[:-REORDER_MAX]
             break
         t = packet.dts if decode_order or packet.pts is None else packet.pts
         if t is not None and tb and not packet.is_discard:
