@@ -306,3 +306,32 @@ def test_second_ctrl_c_quits_at_once(tmp_path):
     assert "Traceback" not in err
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if TMP_TAG in p.name] == []
+
+
+def test_a_stopped_pipe_run_says_it_cannot_resume_and_keeps_nothing(tmp_path):
+    """Standard input cannot be read again from where it stopped: the message promised a
+    --resume that was then refused, and the segments stayed in a folder nothing could use."""
+    src = make_video(tmp_path / "a.mkv", n=100, w=96, h=64)
+    out = tmp_path / "out.mkv"
+    env = {**os.environ, "RIFE_SEGMENT_FRAMES": "8", "RIFE_SEGMENT_SECONDS": "0"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rife_cli", "interpolate", "-", "-o", str(out), "--codec", "ffv1",
+         "-q"],
+        stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=False, env=env,
+    )  # fmt: skip
+    proc.stdin.write(src.read_bytes())
+    proc.stdin.close()
+    journal = work_dir_for(out) / "journal.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.exists() and len(json.loads(journal.read_text())["segments"]) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read()
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    err = proc.stderr.read()
+    assert proc.returncode == 130, err
+    assert b"a pipe cannot be resumed: run the command again" in err
+    assert b"--resume" not in err and b"Traceback" not in err
+    assert not work_dir_for(out).exists() and not out.exists()

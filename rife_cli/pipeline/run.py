@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, ModelError, OutputError, UsageError
+from ..errors import InputError, Interrupted, ModelError, OutputError, UsageError
 from ..video.images import as_bgr, blend_alpha, merge
 from ..video.pipes import (
     is_stdio,
@@ -760,7 +760,19 @@ def interpolate_video(
         before = _engine_counts(engine)
         if job.info.frames and total:
             total(_expected_frames(job))
-        run, audio = _make(job, engine, progress, warn, stop, shard)
+        try:
+            run, audio = _make(job, engine, progress, warn, stop, shard)
+        except Interrupted as exc:
+            if not (is_stream(input) or pipe is not None):
+                raise
+            # A pipe cannot be read again from where it stopped: nothing to resume, so nothing
+            # of the run is kept (its segments would be a folder no command can use).
+            shutil.rmtree(work_dir_for(job.out), ignore_errors=True)
+            raise Interrupted(
+                exc.exit_code,
+                "interrupted; a pipe cannot be resumed: run the command again",
+                exc.hard,
+            ) from None
         if pipe is not None:
             send_to_stdout(job.out)
     summary = _summary(job, run, engine, before, audio, started)
