@@ -90,6 +90,20 @@ def test_yuv4mpegpipe_is_raw_frames_for_another_encoder_without_audio(tmp_path):
     assert b"audio dropped" in r.stderr
 
 
+def test_yuv4mpegpipe_carries_ten_bit_pictures(tmp_path):
+    """A 10-bit source was refused ("--codec wrapped_avframe cannot go into .y4m"): FFmpeg's Y4M
+    muxer writes C420p10 only when told non-standard output is wanted."""
+    src = make_clip(
+        tmp_path / "in.mkv", Clip(".mkv", "libx265", Fraction(25), n=4, pix_fmt="yuv420p10le")
+    )
+    r = rife(str(src), "-o", "-", "--format", "yuv4mpegpipe")
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout.startswith(b"YUV4MPEG2 W64 H48 F50:1") and b" C420p10 " in r.stdout[:80]
+    with av.open(io.BytesIO(r.stdout), format="yuv4mpegpipe") as c:
+        frames = list(c.decode(c.streams.video[0]))
+    assert len(frames) == 8 and frames[0].format.name == "yuv420p10le"
+
+
 def test_yuv4mpegpipe_says_it_carries_no_colour_matrix(tmp_path):
     from clips import make_video
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import av
 
 from ..errors import InputError, OutputError, PipeClosed, RifeError, UsageError
+from .sink import muxer_options
 
 STDIO = "-"
 # --format for -o -: FFmpeg's muxer -> the extension of the file it is made as (see sink.CONTAINERS)
@@ -143,7 +144,9 @@ def send_to_stdout(path: Path) -> None:
 def join_raw(segments: list[Path], out: Path, rate: Fraction) -> None:
     """yuv4mpegpipe: the raw pictures of the segments in order, in one stream (its muxer takes
     only uncompressed frames, so they go through as decoded, unchanged)."""
-    with av.open(str(out), "w", format="yuv4mpegpipe") as dst:
+    with av.open(
+        str(out), "w", format="yuv4mpegpipe", container_options=muxer_options("yuv4mpegpipe")
+    ) as dst:
         stream = None
         n = 0
         for seg in segments:

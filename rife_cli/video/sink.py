@@ -66,6 +66,12 @@ def suffix_of(fmt: str) -> str:
 SEGMENT_CONTAINERS = {"nut": "matroska", "mpegts": "matroska"}
 
 
+def muxer_options(fmt: str | None) -> dict[str, str]:
+    """Y4M above 8 bits (C420p10 and the like, which x265 and FFmpeg read) is outside the
+    format's first definition: FFmpeg's muxer writes it only when told that is wanted."""
+    return {"strict": "-1"} if fmt == "yuv4mpegpipe" else {}
+
+
 def segment_container(fmt: str | None) -> tuple[str | None, str | None]:
     """(FFmpeg's muxer, file extension) for the segments of an output in `fmt`; an extension of
     None keeps the output's own."""
@@ -147,8 +153,9 @@ def prepare_encoding(
 def _check_header(path: Path, width: int, height: int, rate: Fraction, opts: EncodeOptions) -> None:
     """The container writes a header for this stream: FFmpeg lists some codecs for a muxer that
     then has no tag for them (AV1 and VP9 in .mov)."""
+    fmt = container_of(path)
     try:
-        with av.open(io.BytesIO(), "w", format=container_of(path)) as c:
+        with av.open(io.BytesIO(), "w", format=fmt, container_options=muxer_options(fmt)) as c:
             s = c.add_stream(opts.codec, rate=rate)
             s.width, s.height, s.pix_fmt = width, height, opts.pix_fmt
             s.codec_context.options = encoder_options(opts)
@@ -378,7 +385,9 @@ class VideoSink:
         self.pix_fmt = opts.pix_fmt or default_pix_fmt(opts.codec, bits)
         try:
             # The final container's own format: Matroska would round an MP4's exact 1001 rates to ms.
-            self.container = av.open(str(path), "w", format=fmt)
+            self.container = av.open(
+                str(path), "w", format=fmt, container_options=muxer_options(fmt)
+            )
             s = self.container.add_stream(opts.codec, rate=rate)
             s.width, s.height = width, height
             s.pix_fmt = self.pix_fmt
