@@ -226,3 +226,24 @@ def test_an_http_input_with_the_cli_named_after_the_url(tmp_path, http_folder):
     r = rife(f"{base}/a.mkv", f"{base}/b.mkv?x=1", "-o", str(out), "--exp", "1")
     assert r.returncode == 0, r.stderr.decode()
     assert sorted(p.name for p in out.iterdir()) == ["a_2x_50fps.mkv", "b_2x_50fps.mkv"]
+
+
+def test_a_named_pipe_is_read_once_like_standard_input(tmp_path):
+    """`rife interpolate <(ffmpeg ...)` and named pipes were "empty file" (a pipe has no size)."""
+    src = make_clip(tmp_path / "in.mkv", Clip(".mkv", rate=Fraction(25), n=6))
+    fifo = tmp_path / "feed"
+    os.mkfifo(fifo)
+
+    def feed():
+        with open(fifo, "wb") as f:
+            f.write(src.read_bytes())
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    try:
+        r = rife(str(fifo), "-o", str(tmp_path / "o.mkv"))
+    finally:
+        writer.join(timeout=TIMEOUT)
+    assert r.returncode == 0, r.stderr.decode()
+    with av.open(str(tmp_path / "o.mkv")) as c:
+        assert len(list(c.decode(c.streams.video[0]))) == 12

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,9 +40,19 @@ def is_stdio(text: object) -> bool:
     return str(text) == STDIO
 
 
+def is_fifo(text: object) -> bool:
+    """A named pipe or a shell's process substitution (`<(ffmpeg ...)`, /dev/fd/63): read once,
+    as it comes, like standard input."""
+    try:
+        return stat.S_ISFIFO(os.stat(str(text)).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
 def is_stream(text: object) -> bool:
-    """An input read as it comes (standard input, a URL), not a file or folder on this machine."""
-    return is_stdio(text) or is_url(text)
+    """An input read as it comes (standard input, a URL, a named pipe), not a file or folder on
+    this machine."""
+    return is_stdio(text) or is_url(text) or is_fifo(text)
 
 
 def label(text: object) -> str:
@@ -68,7 +79,13 @@ def spooled_input(source: str | Path, folder: Path | None = None) -> Iterator[Pa
     tmp = Path(tempfile.mkdtemp(prefix="rife-in-", dir=folder))
     path = tmp / _name(source)
     try:
-        _read_stdin(path) if is_stdio(source) else _download(source, path)
+        if is_stdio(source):
+            _read_stdin(path)
+        elif is_fifo(source):
+            with open(source, "rb") as pipe, open(path, "wb") as f:
+                shutil.copyfileobj(pipe, f, CHUNK)
+        else:
+            _download(source, path)
         if path.stat().st_size == 0:
             raise InputError(f"{label(source)}: nothing came (an empty input)")
         try:
