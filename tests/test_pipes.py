@@ -247,3 +247,28 @@ def test_a_named_pipe_is_read_once_like_standard_input(tmp_path):
     assert r.returncode == 0, r.stderr.decode()
     with av.open(str(tmp_path / "o.mkv")) as c:
         assert len(list(c.decode(c.streams.video[0]))) == 12
+
+
+def test_a_server_that_sends_nothing_times_out_and_says_so(monkeypatch):
+    import socket
+
+    from rife_cli.video import pipes
+
+    monkeypatch.setattr(pipes, "URL_TIMEOUT_US", 1_000_000)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    held = []
+    accepting = threading.Thread(target=lambda: held.append(server.accept()), daemon=True)
+    accepting.start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/a.mkv"
+    try:
+        with (
+            pytest.raises(InputError, match=r"nothing came for 1 s: timed out"),
+            pipes.spooled_input(url),
+        ):
+            pass
+    finally:
+        server.close()
+        for conn, _ in held:
+            conn.close()

@@ -112,6 +112,9 @@ def _download(url: str, path: Path) -> None:
             f.writelines(bytes(packet) for packet in c.demux())
     except (av.FFmpegError, OSError) as exc:
         reason = (getattr(exc, "strerror", None) or str(exc)).strip().splitlines()[0][:120]
+        if isinstance(exc, av.ExitError) or "Immediate exit requested" in reason:
+            # PyAV's timeout stops FFmpeg by its interrupt callback, which FFmpeg calls an exit
+            reason = f"nothing came for {URL_TIMEOUT_US // 1_000_000} s: timed out"
         raise InputError(f"{url}: cannot be read ({reason})") from None
 
 
