@@ -197,6 +197,9 @@ class RifeGroup(click.Group):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         """Usage errors as one line (exit 2), like every other error; our own go through `reported`."""
         logging.basicConfig(format="rife: %(message)s", level=logging.INFO)
+        # PyTorch logs its own statistics at INFO on the way out ("FakeTensor cache stats", after
+        # a Ctrl-C while it loads): ours only, at INFO
+        logging.getLogger("torch").setLevel(logging.WARNING)
         # Before any thread exists (encoder checks start some): see rife_cli.engine.hostmem. A CPU
         # tuning: a CUDA run keeps the C library's allocator as it is.
         if cpu_run_expected(sys.argv[1:] if args is None else list(args)):
