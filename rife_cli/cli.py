@@ -516,7 +516,7 @@ def interpolate(inputs, output, pipe_format, exp, multi, fps, input_fps, slowmo,
             failed += 1
             continue
         results.append(summary)
-        _report(inp, summary, rows, quiet, dedup, input_fps)
+        _report(inp, summary, rows, quiet, dedup, input_fps, several)
     _finish(jobs, rows, results, failed, several, as_json)
 
 
@@ -616,11 +616,12 @@ def _one_input(inp, output, out_dir, done, engine_for, options, quiet, stop, sev
         bar.close()
 
 
-def _report(inp, summary, rows: list, quiet: bool, dedup: bool, input_fps) -> None:
+def _report(inp, summary, rows: list, quiet: bool, dedup: bool, input_fps, several: bool) -> None:
     """One input's row for the table of several, its warnings and its summary line (stderr)."""
     if summary.skipped:
         rows.append((str(inp), "skipped", f"{summary.output} exists"))
-        notice(f"{inp}: skipped: {summary.output} exists (finished)")
+        if not several:  # a batch says it in its table
+            notice(f"{inp}: skipped: {summary.output} exists (finished)")
         return
     rows.append(
         (

@@ -69,12 +69,13 @@ def make_frames(
         raise UsageError(
             f"-o {out_dir}: the frames would overwrite an input; choose another folder"
         )
-    try:  # before the model loads: a folder that cannot be written is said at once
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"-o {out_dir}: cannot make it ({exc.strerror or exc})") from None
-    if not os.access(out_dir, os.W_OK):
-        raise OutputError(f"-o {out_dir}: directory is not writable")
+    # Before the model loads, and making nothing (a run that fails leaves no folder behind): a
+    # folder that cannot be made or written is said at once.
+    there = next(p for p in (out_dir, *out_dir.absolute().parents) if p.exists())
+    if not there.is_dir():
+        raise OutputError(f"-o {out_dir}: cannot make it ({there} is not a directory)")
+    if not os.access(there, os.W_OK):
+        raise OutputError(f"-o {out_dir}: {there} is not writable")
     if not force:
         taken = next((p for p in paths if p.exists() or p.is_symlink()), None)
         if taken is not None:
