@@ -695,6 +695,17 @@ def test_a_forward_jump_in_the_timestamps_is_held_not_morphed(tmp_path, jump):
     assert len(timesteps) == 18 and set(timesteps) == {Fraction(1, 2)}
     span = Fraction(19, 25) + jump
     assert summary.frames_out == int(span * 50) + 2  # every output slot of the timeline
+    if jump < 10:
+        # the picture before the jump holds until the next one's own time (where its sound
+        # starts), not half the gap each
+        with av.open(summary.output) as c:
+            v = c.streams.video[0]
+            shown = [(f.pts * v.time_base, f.to_ndarray(format="gray").mean()) for f in c.decode(v)]
+        back = shown[0][0]
+        gap = [m for t, m in shown if Fraction(9, 25) <= t - back < Fraction(10, 25) + jump]
+        after = [m for t, m in shown if t - back >= Fraction(10, 25) + jump]
+        assert len(gap) == int(jump * 50) + 2 and all(abs(m - gap[0]) < 2 for m in gap), gap
+        assert abs(after[0] - gap[0]) > 4
 
 
 def test_mov_keeps_a_language_by_its_twin_code_or_says_it_cannot(tmp_path):

@@ -525,8 +525,11 @@ class _Run:
 
     def emit_batch(self, batch, made: dict[tuple[int, Fraction], np.ndarray], q: ByteQueue):
         for i, (p, n, slots, cut) in enumerate(batch):
+            # Across a cut each side holds half the gap; across a jump in the timestamps the
+            # picture before it holds until the next one's own time (its sound starts there).
+            turn = Fraction(1) if n.edge == scenes.JUMP else Fraction(1, 2)
             for s in slots:
-                if s.t == 0 or (cut and s.t <= Fraction(1, 2)):
+                if s.t == 0 or (cut and s.t <= turn):
                     self.emit(q, s.index, p.image, p.original)
                 elif cut:
                     self.emit(q, s.index, n.image, n.original)
