@@ -735,3 +735,32 @@ def test_a_long_regular_stream_with_b_frames_is_not_taken_for_frames_missing(tmp
     assert any(b < a for a, b in itertools.pairwise(stamps))  # reordered: B-frames are there
     info = probe(src)
     assert not info.vfr and info.grid is not None and info.rate == 25
+
+
+def test_recordings_joined_with_cat_go_on_where_the_clock_starts_again(tmp_path):
+    """cat a.ts b.ts: the second file's clock starts again. Every picture after it was "out of
+    order" (a line each), and its audio, stepping back too, failed the mux: all audio dropped
+    ("video only"). Now pictures and audio go on from the join, said once."""
+    parts = []
+    for k in range(2):
+        part = tmp_path / f"{k}.ts"
+        make_clip(part, Clip(".ts", rate=Fraction(25), n=25, audio=[Track()]))
+        parts.append(part.read_bytes())
+    src = tmp_path / "joined.ts"
+    src.write_bytes(b"".join(parts))
+    timesteps: list[Fraction] = []
+    warnings: list[str] = []
+    summary = interpolate_video(
+        src, tmp_path / "o.mkv", engine_factory=lambda need: recording_engine(timesteps),
+        warn=warnings.append,
+    )  # fmt: skip
+    said = [w for w in warnings if "timestamps start again" in w]
+    assert len(said) == 1 and "at frame 25" in said[0], warnings
+    assert not [w for w in warnings if "out of order" in w or "video only" in w], warnings
+    assert summary.frames_in == 50 and summary.frames_out == 100
+    out = read_media(Path(summary.output))
+    assert out.tracks and out.tracks[0][0] == "audio"
+    with av.open(summary.output) as c:
+        a = c.streams.audio[0]
+        heard = sum(f.samples for f in c.decode(a)) / a.codec_context.sample_rate
+    assert heard > 1.9  # both recordings' sound

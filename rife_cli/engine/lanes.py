@@ -38,6 +38,10 @@ def in_lane() -> bool:
     return getattr(_local, "lane", False)
 
 
+# Seconds close() waits for each lane to stop (a pair takes well under this at any size).
+CLOSE_WAIT = 60
+
+
 class Lanes:
     """Up to `count` worker threads, each running PyTorch with `threads` intra-op threads. They
     start on the first `map` that needs them and stop on `close()`; a later `map` starts them
@@ -109,13 +113,16 @@ class Lanes:
         return [f.result() for f in futures]
 
     def close(self) -> None:
-        """Stop the worker threads, if running (idempotent)."""
+        """Stop the worker threads, if running (idempotent). A lane that does not stop within
+        CLOSE_WAIT is left behind (a daemon thread): a test run was seen to hang for good here,
+        a lane's native compute threads spinning after the writer had failed (a full disk), and
+        closing must never hang the process that reports the error."""
         with self._lock:
             for _ in self._workers:
                 self._jobs.put(_STOP)
             for w in self._workers:
                 if w is not threading.current_thread():
-                    w.join()
+                    w.join(timeout=CLOSE_WAIT)
             self._workers = []
 
 

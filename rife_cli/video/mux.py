@@ -30,6 +30,9 @@ from .subtitles import convert, open_converter
 # Audio before the first picture is left out (the output starts there); said from this much on,
 # below which it is an encoder's priming or a muxer's rounding, not content.
 LEAD_NOTICE = Fraction(1, 10)
+# A track's clock stepping back more than this has started again (joined recordings), seconds
+# (as the reader takes four frames back: video.source.read_frames).
+RESTART = Fraction(1, 5)
 # Muxers that move every packet from the first negative presentation time on, not the chapters.
 MOVES_NEGATIVE_PTS = {"matroska", "webm"}
 # FFmpeg's MPEG-TS muxer takes any codec but makes a real stream only of these (its stream
@@ -93,9 +96,11 @@ def _shifted_packets(container, routes: dict, gid: int, report: MuxReport):
     """(time, input id, order, packet) for the routed streams in file order, moved so that the
     video's first frame is at 0; packets that end before that are left out (how far before, in
     `report.lead_cut`)."""
+    restarts: dict = {}  # stream -> [ticks added since its clock started again, last end]
     for n, packet in enumerate(container.demux(list(routes))):
         if packet.size == 0:
             continue
+        _go_on_after_restart(packet, restarts)
         off = routes[packet.stream].offset
         if packet.pts is not None:
             packet.pts -= off
@@ -116,6 +121,23 @@ def _shifted_packets(container, routes: dict, gid: int, report: MuxReport):
         t = packet.dts if packet.dts is not None else packet.pts
         time = Fraction(t) * tb if t is not None and tb else Fraction(0)
         yield time, gid, n, packet
+
+
+def _go_on_after_restart(packet, restarts: dict) -> None:
+    """Where a track's clock starts again (recordings joined with cat), its packets go on from
+    its last one's end, as the reader places the pictures after the last (video.source)."""
+    tb = packet.time_base
+    stamp = packet.dts if packet.dts is not None else packet.pts
+    if stamp is None or not tb:
+        return
+    added, end = restarts.setdefault(packet.stream, [0, None])
+    if end is not None and stamp + added < end - RESTART / tb:
+        added = end - stamp
+    for name in ("pts", "dts"):
+        value = getattr(packet, name)
+        if value is not None:
+            setattr(packet, name, value + added)
+    restarts[packet.stream] = [added, stamp + added + (packet.duration or 0)]
 
 
 class _LeadGate:

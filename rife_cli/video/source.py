@@ -402,7 +402,8 @@ def read_frames(
     stream_size = info.stream_size or (info.width, info.height)
     fitter = filters.Fitter(info.width, info.height, info.picture.sar, stream_size)
     changes = 0
-    jumps = 0
+    jumps = restarts = 0
+    restart = Fraction(0)
     file_size = info.path.stat().st_size
     try:
         with _open_video(info.path, hwaccel) as c:
@@ -429,6 +430,19 @@ def read_frames(
                             f"{info.path}: from frame {index} on, timestamps leave the "
                             f"{float(info.grid.rate):g} fps grid; placed by their timestamps"
                         )
+                time += restart  # the clock's restarts so far, made good
+                if last_time is not None and last_time - time > 4 / info.rate:
+                    # The clock starts again (recordings joined with cat): going on from the
+                    # last picture, as the other tracks do at the join (video.mux)
+                    restarts += 1
+                    restart += last_time + 1 / info.rate - time
+                    if warn and restarts <= 3:
+                        warn(
+                            f"{info.path}: timestamps start again at frame {index} "
+                            f"({float(last_time - info.start):.2f} s; recordings joined?): taken "
+                            "as going on from there"
+                        )
+                    time = last_time + 1 / info.rate
                 jump = last_time is not None and time - last_time > jump_after(info.rate)
                 if jump:
                     jumps += 1
