@@ -157,3 +157,24 @@ def test_one_v3_pair_sends_its_mirrored_halves_to_the_lanes():
     # One conv0 for both (90 channels each), then each lane takes one half at a time.
     assert sorted(where) == [(f"{eng.backend._lanes.name}-{i}", (1, 90)) for i in (0, 1)]
     eng.close()
+
+
+def test_close_never_hangs_on_a_lane_that_does_not_stop(monkeypatch):
+    """A CI run hung for good in close(), a lane's native threads spinning after the writer had
+    failed: a lane that does not stop in time is left behind (a daemon thread)."""
+    import time
+
+    from rife_cli.engine import lanes as lanes_mod
+
+    monkeypatch.setattr(lanes_mod, "CLOSE_WAIT", 0.2)
+    pool = Lanes(2)
+    release = threading.Event()
+    caller = threading.Thread(target=pool.map, args=(lambda i: release.wait(30), [0, 1]))
+    caller.start()
+    while len(threads_of(pool)) < 2:
+        time.sleep(0.01)
+    pool.close()  # returns with both lanes still busy: it did not wait for them to stop
+    assert len(threads_of(pool)) == 2
+    release.set()
+    caller.join(timeout=30)
+    assert not caller.is_alive()
