@@ -450,8 +450,8 @@ def read_frames(
                         warn(
                             f"{info.path}: timestamps jump {float(time - last_time):.2f} s forward "
                             f"at frame {index} ({float(last_time - info.start):.2f} s; a joined or "
-                            "damaged recording?): the gap is kept as time, held on the pictures "
-                            "either side, not interpolated"
+                            "damaged recording?): the gap is kept as time, held on the picture "
+                            "before it, not interpolated"
                         )
                 if last_time is not None and time <= last_time:
                     if warn:
