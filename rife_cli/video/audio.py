@@ -59,7 +59,6 @@ class Reencode:
     layout: str  # the layout the source's frames are labelled with once decoded
     order: list[int] | None  # PCM in a channel order of its own: its channels in native order
     next_pts: int | None = None  # pts of the next output sample
-    said: str = ""  # the notice
 
 
 def is_lossless(name: str) -> bool:
@@ -128,9 +127,8 @@ def open_reencoder(s, dst, fmt: str, warn: Callable[[str], None]) -> Reencode | 
             out = _add(dst, settings)
             _, _, out_rate, sample_fmt = settings
             resampler = av.AudioResampler(format=sample_fmt, layout=out_layout, rate=out_rate)
-            said = _notice(s.index, name, fmt, codec, bits, codec == keep)
-            warn(said)
-            return Reencode(out, resampler, layout, order, said=said)
+            warn(_notice(s.index, name, fmt, codec, bits, codec == keep))
+            return Reencode(out, resampler, layout, order)
     warn(
         f"audio stream {s.index} ({name}) dropped: no encoder here writes it into {suffix_of(fmt)}"
     )
