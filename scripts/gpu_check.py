@@ -485,24 +485,39 @@ class GpuCheck:
             why = "n/a on the CPU" if not self.cuda else "n/a: NVDEC does not decode h264 here"
             self.add("NVDEC vs software decoding", why)
             return
+        from rife_cli.video import nvdec as handover
+
         eng = self.engine("v3.6")
         outs = {}
-        for hw in (None, "cuda"):
-            s, _ = self.run_pipeline(eng, self.tmp / f"hw{hw}.mkv", codec="ffv1", hwaccel=hw)
-            outs[hw] = (s.hwaccel, decode(self.tmp / f"hw{hw}.mkv"))
+        # NVDEC's pictures reach the engine on the GPU (rife_cli.video.nvdec): counted here, and
+        # any fallback to host memory is one of the warnings
+        handed, warned, real = [], [], handover.device_samples
+        handover.device_samples = lambda frame, device: handed.append(1) or real(frame, device)
+        try:
+            for hw in (None, "cuda"):
+                s, _ = self.run_pipeline(
+                    eng, self.tmp / f"hw{hw}.mkv", codec="ffv1", hwaccel=hw, warn=warned.append
+                )
+                outs[hw] = (s.hwaccel, decode(self.tmp / f"hw{hw}.mkv"))
+        finally:
+            handover.device_samples = real
         sw, hw = outs[None][1], outs["cuda"][1]
         passed = all(np.array_equal(x, y) for x, y in zip(sw[0::2], hw[0::2]))
         made = max(
             int(np.abs(x.astype(int) - y.astype(int)).max()) for x, y in zip(sw[1::2], hw[1::2])
         )
+        fell_back = [w for w in warned if "cannot be handed" in w]
         ok = outs["cuda"][0] == "cuda" and len(sw) == len(hw) and passed and made <= 2
+        ok = ok and len(handed) == len(sw) // 2 and not fell_back
         self.add(
             "NVDEC vs software decoding",
-            f"decoded by {outs['cuda'][0] or 'software'}; pass-through "
-            f"{'identical' if passed else 'DIFFERENT'}, made frames within {made} levels",
-            "cuda, identical, <= 2",
+            f"decoded by {outs['cuda'][0] or 'software'}; {len(handed)} of {len(sw) // 2} "
+            f"pictures handed over on the GPU{' (' + fell_back[0] + ')' if fell_back else ''}; "
+            f"pass-through {'identical' if passed else 'DIFFERENT'}, made frames within {made} "
+            "levels",
+            "cuda, all, identical, <= 2",
             ok,
-            {"decoded_by": outs["cuda"][0], "made_max_diff": made},
+            {"decoded_by": outs["cuda"][0], "made_max_diff": made, "handed_over": len(handed)},
         )
 
     def pipeline_ceiling(self) -> None:

@@ -125,8 +125,8 @@ def test_decoder_uses_frame_and_slice_threads(clip, monkeypatch):
     seen = []
     real = video_source._open_video
 
-    def spy(path, hwaccel):
-        c = real(path, hwaccel)
+    def spy(path, hwaccel, **kw):
+        c = real(path, hwaccel, **kw)
         seen.append(c)
         return c
 
@@ -166,8 +166,11 @@ def test_hwaccel_names_the_device(tmp_path, monkeypatch):
     monkeypatch.setattr(av.codec.hwaccel, "HWAccel", Recorder)
     monkeypatch.setattr(av, "open", lambda *a, **kw: kw["hwaccel"])
     video_source._open_video(tmp_path / "x.mp4", "cuda:2")
-    video_source._open_video(tmp_path / "x.mp4", "cuda")
-    assert [(m["device_type"], m["device"]) for m in made] == [("cuda", "2"), ("cuda", None)]
+    video_source._open_video(tmp_path / "x.mp4", "cuda", keep_on_device=True)
+    assert [(m["device_type"], m["device"], m["is_hw_owned"]) for m in made] == [
+        ("cuda", "2", False),
+        ("cuda", None, True),  # pictures left on the GPU for the engine (rife_cli.video.nvdec)
+    ]
 
 
 @pytest.mark.parametrize("device,want", [(torch.device("cuda", 1), 1), (torch.device("cpu"), None)])

@@ -70,7 +70,7 @@ def clip(tmp_path):
 
 
 def test_a_software_fallback_is_not_reported_as_hardware(clip, tmp_path, monkeypatch):
-    monkeypatch.setattr(source, "_open_video", lambda path, hw: _Container(path))
+    monkeypatch.setattr(source, "_open_video", lambda path, hw, **kw: _Container(path))
     assert source.check_hwaccel(source.probe(clip), "cuda") is False
     warnings = []
     s = interpolate_blended(
@@ -81,7 +81,7 @@ def test_a_software_fallback_is_not_reported_as_hardware(clip, tmp_path, monkeyp
 
 
 def test_frames_of_the_device_format_are_reported_as_hardware(clip, monkeypatch):
-    monkeypatch.setattr(source, "_open_video", lambda path, hw: _Container(path, "cuda"))
+    monkeypatch.setattr(source, "_open_video", lambda path, hw, **kw: _Container(path, "cuda"))
     assert source.check_hwaccel(source.probe(clip), "cuda") is True
 
 

@@ -342,7 +342,7 @@ class Interpolator:
                 [
                     bgr_to_device([f], upload)
                     if isinstance(f, np.ndarray)
-                    else colour.yuv420_to_bgr(f, upload(_signed(f.data)))
+                    else colour.yuv420_to_bgr(f, self._samples(f))
                     for f in frames
                 ]
             )
@@ -351,6 +351,19 @@ class Interpolator:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
+
+    def _samples(self, pic: Yuv420) -> torch.Tensor:
+        """A YUV picture's samples on the device: uploaded, or where they already are there
+        (NVDEC's, rife_cli.video.nvdec: made on the default stream) marked as used on this
+        batch's stream, so that PyTorch's allocator does not hand their memory to the next
+        picture before the batch has read them."""
+        data = pic.data
+        if not isinstance(data, torch.Tensor):
+            return self.backend.upload(_signed(data))
+        data = data.to(self.torch_device)
+        if data.is_cuda:
+            data.record_stream(torch.cuda.current_stream(data.device))
+        return data
 
     def to_pair_tensors(
         self, firsts: Sequence[np.ndarray], seconds: Sequence[np.ndarray]

@@ -311,7 +311,10 @@ class _Run:
                 and not self.opts.montage
             )
             start_at = self.shard.first if self.shard is not None else None
-            frames = read_frames(self.info, self.warn, self.stats, self.hwaccel, planes, start_at)
+            frames = read_frames(
+                self.info, self.warn, self.stats, self.hwaccel, planes, start_at,
+                self._nvdec_device(planes),
+            )  # fmt: skip
             if self.dedup is not None:
                 # Over every frame, those a resumed run skips too: the same frames are dropped.
                 frames = self.dedup.filter(frames)
@@ -326,6 +329,19 @@ class _Run:
                 q.put(frame, frame.nbytes * (2 if frame.original is not None else 1))
         finally:
             q.put(DONE)
+
+    def _nvdec_device(self, planes: bool):
+        """The engine's GPU, where NVDEC's pictures are handed to it (rife_cli.video.nvdec): with
+        --hwaccel cuda and YUV planes, and without --dedup, which reads each picture's luma on
+        the host. None otherwise."""
+        gpu = gpu_index(self.engine)
+        if not planes or gpu is None or self.dedup is not None:
+            return None
+        if not (self.hwaccel or "").startswith("cuda"):
+            return None
+        import torch
+
+        return torch.device("cuda", gpu)
 
     # ----- writer
     def write(self, q: ByteQueue, sink) -> None:

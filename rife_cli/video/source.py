@@ -18,7 +18,7 @@ from ..engine.colour import FORMATS as DEVICE_FORMATS
 from ..engine.colour import Yuv420, chroma_cosited, full_range_format, plane_rows
 from ..errors import InputError, UsageError
 from ..pipeline import scenes
-from . import filters
+from . import filters, nvdec
 from .filters import Interlace, main_video
 from .grid import Grid, candidate_rates, find_grid, tolerance
 from .images import list_images, read_image
@@ -315,9 +315,10 @@ def _ffmpeg_reason(exc: Exception) -> str:
 HWACCELS = ("cuda",)
 
 
-def _open_video(path: Path, hwaccel: str | None):
+def _open_video(path: Path, hwaccel: str | None, keep_on_device: bool = False):
     """The input container; with `hwaccel`, its video decoded on that device where FFmpeg has a
-    hardware decoder for the codec (frames come back to host memory, e.g. as NV12), in software
+    hardware decoder for the codec (frames come back to host memory, e.g. as NV12, or with
+    `keep_on_device` stay in the device's memory: see rife_cli.video.nvdec), in software
     otherwise. `hwaccel` may name the device's index after a colon ("cuda:1": a --devices
     worker's own GPU); without one FFmpeg takes the first."""
     if not hwaccel:
@@ -328,7 +329,12 @@ def _open_video(path: Path, hwaccel: str | None):
     return av.open(
         str(path),
         metadata_errors="replace",
-        hwaccel=HWAccel(device_type=kind, device=index or None, allow_software_fallback=True),
+        hwaccel=HWAccel(
+            device_type=kind,
+            device=index or None,
+            allow_software_fallback=True,
+            is_hw_owned=keep_on_device,
+        ),
     )
 
 
@@ -368,6 +374,7 @@ def read_frames(
     hwaccel: str | None = None,
     planes: bool = False,
     start_at: Fraction | None = None,
+    device=None,
 ) -> Iterator[SourceFrame]:
     """Decode in order (on the `hwaccel` device when given: see check_hwaccel). With `start_at`,
     only the frames from that time on (a shard of the stream): a constant-rate stream is entered
@@ -381,7 +388,8 @@ def read_frames(
     scaled to the stream's size (shape kept, padded), counted in stats["resized_frames"], warned
     about at each change, and tagged as a cut (scenes.SIZE). With info.interlace, each field
     comes as a frame (filters.Deinterlacer); with info.stream_size, pictures are cropped to
-    width x height."""
+    width x height. With `device` (a torch.device on CUDA), `hwaccel` and `planes`, NVDEC's pictures
+    stay on the GPU and their planes reach the engine there (rife_cli.video.nvdec)."""
     if info.is_images:
         yield from (f for f in _read_images(info) if start_at is None or f.time >= start_at)
         return
@@ -405,8 +413,11 @@ def read_frames(
     jumps = restarts = 0
     restart = Fraction(0)
     file_size = info.path.stat().st_size
+    kept = None  # NVDEC's pictures for the engine, on its GPU
+    if device is not None and hwaccel and planes and even and info.interlace is None:
+        kept = nvdec.DevicePictures(device, str(info.path), warn)
     try:
-        with _open_video(info.path, hwaccel) as c:
+        with _open_video(info.path, hwaccel, keep_on_device=kept is not None) as c:
             s = main_video(c)
             s.thread_type = "AUTO"
             tb = Fraction(s.time_base)
@@ -417,6 +428,8 @@ def read_frames(
             if info.interlace is not None:
                 deint = filters.Deinterlacer(info.interlace, tb)
             decoded = _whole_tail(_decode_tolerant(c, s, info, warn, stats), info, warn, stats)
+            if kept is not None:
+                decoded = _settled(decoded, kept, (info.width, info.height))
             for frame, size, change in filters.apply(decoded, fitter, deint):
                 stats["resized_frames"] += size != stream_size
                 ftb = Fraction(frame.time_base) if frame.time_base else tb
@@ -483,10 +496,16 @@ def read_frames(
                     last_time = time
                     index += 1
                     continue
+                samples = None  # the picture's samples on the engine's GPU
+                if kept is not None and nvdec.on_gpu(frame):
+                    # left on the GPU for the engine (_settled): its samples taken there, and
+                    # the picture itself in host memory from here on
+                    samples, frame = kept.take(frame, frame_samples)
                 if planes and frame.format.name in DEVICE_FORMATS and even:
-                    out = _as_planes(SourceFrame(index, time, dur, None, frame), colour)
+                    out = _as_planes(SourceFrame(index, time, dur, None, frame), colour, samples)
                     if cosited is None:
-                        cosited = chroma_cosited(out.planes, _bgr(frame, fmt, colour))
+                        pic = out.planes if samples is None else _on_host(out.planes, frame)
+                        cosited = chroma_cosited(pic, _bgr(frame, fmt, colour))
                     out.planes.cosited = cosited
                 else:
                     out = SourceFrame(index, time, dur, _bgr(frame, fmt, colour), frame)
@@ -607,13 +626,14 @@ def frame_samples(frame: av.VideoFrame) -> np.ndarray:
     return np.concatenate(parts).reshape(-1, frame.width)
 
 
-def _as_planes(frame: SourceFrame, colour: Colour) -> SourceFrame:
-    """The frame's picture as YUV planes, and its scene thumbnail from a small BGR picture that
-    swscale averages down directly (0.2 ms at 1080p; the full conversion it saves is 16 ms)."""
+def _as_planes(frame: SourceFrame, colour: Colour, samples=None) -> SourceFrame:
+    """The frame's picture as YUV planes (its `samples` where they are already on the engine's
+    GPU), and its scene thumbnail from a small BGR picture that swscale averages down directly
+    (0.2 ms at 1080p; the full conversion it saves is 16 ms)."""
     pic = frame.original
     name = pic.format.name
     frame.planes = Yuv420(
-        frame_samples(pic),
+        frame_samples(pic) if samples is None else samples,
         pic.height,
         pic.width,
         colour.matrix,
@@ -632,6 +652,21 @@ def _as_planes(frame: SourceFrame, colour: Colour) -> SourceFrame:
     )
     frame.thumb = scenes.thumbnail(small.to_ndarray())
     return frame
+
+
+def _on_host(pic: Yuv420, frame: av.VideoFrame) -> Yuv420:
+    """A picture whose samples are on the GPU, with its host copy's samples instead."""
+    return replace(pic, data=frame_samples(frame))
+
+
+def _settled(frames, kept: nvdec.DevicePictures, size: tuple[int, int]):
+    """Pictures NVDEC left on the GPU that the engine will not take from there (another size,
+    which the host fits; a format PyAV does not export; the device's way given up) brought down
+    to host memory; the others as they are."""
+    for frame in frames:
+        if nvdec.on_gpu(frame) and not kept.keeps(frame, size):
+            frame = nvdec.download(frame)
+        yield frame
 
 
 def _decode_tolerant(c, s, info, warn, stats):
