@@ -662,37 +662,51 @@ def test_a_transport_stream_cut_mid_group_is_not_taken_for_frames_missing(tmp_pa
         assert not info.vfr and info.grid is not None and info.rate == 25, skip
 
 
-@pytest.mark.parametrize("jump", [Fraction(4), Fraction(1000)])
-def test_a_forward_jump_in_the_timestamps_is_held_not_morphed(tmp_path, jump):
-    """Two recordings joined (cat a.ts b.ts) with the clock 4 s (or 1000 s) on: the gap is kept
-    as time (the audio has it too) but held on the pictures either side with a notice, instead of
-    a 4 s morph between unrelated pictures, or a 1000 s one that ran out of memory."""
-    src = tmp_path / "joined.ts"
+def joined_recording(src: Path, jump: Fraction, n: int = 20) -> Path:
+    """Two recordings joined (cat a.ts b.ts): n pictures at 25 fps, the clock `jump` s on from
+    the n/2-th."""
     with av.open(str(src), "w") as c:
         v = c.add_stream("libx264", rate=25, options={"bf": "0"})
         v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
-        v.time_base = Fraction(1, 90000)
-        for i in range(20):
+        # the encoder keeps the times to the tick (at its default 1/25 it rounds them to frames)
+        v.time_base = v.codec_context.time_base = Fraction(1, 90000)
+        for i in range(n):
             rgb = np.full((48, 64, 3), 10 * i, np.uint8)
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            seconds = Fraction(i, 25) + (jump if i >= 10 else 0)
+            seconds = Fraction(i, 25) + (jump if i >= n // 2 else 0)
             frame.pts, frame.time_base = int(seconds * 90000), Fraction(1, 90000)
             for p in v.encode(frame):
                 c.mux(p)
         c.mux(v.encode(None))
+    return src
+
+
+@pytest.mark.parametrize("jump", [Fraction(4), Fraction(1000), Fraction(40173, 10000)])
+def test_a_forward_jump_in_the_timestamps_is_held_not_morphed(tmp_path, jump):
+    """Two recordings joined (cat a.ts b.ts) with the clock 4 s (or 1000 s) on: the gap is kept
+    as time (the audio has it too) but held on the pictures either side with a notice, instead of
+    a 4 s morph between unrelated pictures, or a 1000 s one that ran out of memory. A jump off
+    the grid (4.0173 s) puts the pictures after it back on the grid: they pass through and pairs
+    make midpoints, so a midpoint-only model serves the file (it failed at the jump with "cannot
+    make t = 27/400", or was refused where the probe saw the jump)."""
+    src = joined_recording(tmp_path / "joined.ts", jump)
     timesteps: list[Fraction] = []
     warnings: list[str] = []
+    needs: list[bool] = []
     summary = interpolate_video(
         src,
         tmp_path / "o.mkv",
-        engine_factory=lambda need: recording_engine(timesteps),
+        engine_factory=lambda need: needs.append(need) or recording_engine(timesteps),
         warn=warnings.append,
         exp=1,
     )
     said = [w for w in warnings if "timestamps jump" in w]
     assert len(said) == 1 and "at frame 10" in said[0] and "not interpolated" in said[0], warnings
+    assert ("put on the 25 fps grid, 17 ms earlier" in said[0]) == (jump.denominator != 1)
+    assert not any("leave the" in w for w in warnings)
     # the 18 pairs on either side made their midpoints; the pair across the jump made nothing
-    assert len(timesteps) == 18 and set(timesteps) == {Fraction(1, 2)}
+    assert len(timesteps) == 18 and set(timesteps) == {Fraction(1, 2)} and needs == [False]
+    jump = Fraction(round(jump * 25), 25)  # as moved onto the grid
     span = Fraction(19, 25) + jump
     assert summary.frames_out == int(span * 50) + 2  # every output slot of the timeline
     if jump < 10:
@@ -706,6 +720,18 @@ def test_a_forward_jump_in_the_timestamps_is_held_not_morphed(tmp_path, jump):
         after = [m for t, m in shown if t - back >= Fraction(10, 25) + jump]
         assert len(gap) == int(jump * 50) + 2 and all(abs(m - gap[0]) < 2 for m in gap), gap
         assert abs(after[0] - gap[0]) > 4
+
+
+def test_a_shard_of_a_joined_recording_numbers_its_pictures_as_the_whole_read_does(tmp_path):
+    """The pictures after a jump sit on the grid far from their order: a shard (--devices) reads
+    from the start, as for a variable rate, instead of numbering them by their grid places."""
+    from rife_cli.video.source import probe, read_frames
+
+    info = probe(joined_recording(tmp_path / "joined.ts", Fraction(40173, 10000)))
+    assert info.jumps and not info.vfr
+    whole = {f.time: f.index for f in read_frames(info)}
+    shard = {f.time: f.index for f in read_frames(info, start_at=Fraction(45, 10))}
+    assert shard and all(whole[t] == i for t, i in shard.items())
 
 
 def test_mov_keeps_a_language_by_its_twin_code_or_says_it_cannot(tmp_path):

@@ -3,6 +3,7 @@ convert); probing what it holds."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from ..errors import InputError, UsageError
 from ..pipeline import scenes
 from . import filters, nvdec
 from .filters import Interlace, main_video
-from .grid import Grid, candidate_rates, find_grid, tolerance
+from .grid import Grid, candidate_rates, find_grid, step_rate, tolerance
 from .images import list_images, read_image
 
 # Side of the small picture a planes-mode frame's scene thumbnail is averaged from.
@@ -66,6 +67,9 @@ class SourceInfo:
     vfr: bool = False
     # The exact grid the frame times are snapped to (see grid.py); None: placed by timestamps.
     grid: Grid | None = None
+    # The probe saw the timestamps jump forward (joined recordings): read_frames holds the gap
+    # and puts the pictures after it back on the grid, so their grid places are not their order.
+    jumps: bool = False
     picture: Picture = field(default_factory=lambda: Picture())
     # Set by the caller before reading: deinterlace (the info is then the field rate's: see
     # as_fields), and the stream's decoded size where width x height is a crop of it.
@@ -185,8 +189,9 @@ def probe(path: Path, image_rate: Fraction | None = None) -> SourceInfo:
                 raise InputError(f"{path}: video stream has no frame rate")
             tb = Fraction(s.time_base) if s.time_base else None
             times, first, complete = _scan(c, s, tb)
+            closed, jumped = _jumps_closed(times)
             regular = find_grid(
-                times, tb, candidate_rates((s.base_rate, s.average_rate, s.guessed_rate))
+                closed, tb, candidate_rates((s.base_rate, s.average_rate, s.guessed_rate))
             )
             rate = regular.grid.rate if regular.grid is not None else Fraction(stated)
             if first is not None and first.pts is not None and tb:
@@ -226,6 +231,7 @@ def probe(path: Path, image_rate: Fraction | None = None) -> SourceInfo:
                 duration_is_video=duration_is_video,
                 vfr=not regular.constant,
                 grid=regular.grid,
+                jumps=jumped,
                 picture=_picture(first, s),
                 alpha=has_alpha(cc.pix_fmt)
                 or any(k.lower() == "alpha_mode" and v == "1" for k, v in s.metadata.items()),
@@ -238,6 +244,23 @@ def probe(path: Path, image_rate: Fraction | None = None) -> SourceInfo:
         ZeroDivisionError,
     ) as exc:
         raise InputError(f"{path}: not a readable video ({_ffmpeg_reason(exc)})") from None
+
+
+def _jumps_closed(times: list[Fraction]) -> tuple[list[Fraction], bool]:
+    """The scanned times with each forward jump (a gap over jump_after: joined recordings) closed
+    to one step, and whether there was one. read_frames holds a jump on the picture before it and
+    puts the pictures after it back on the grid, so a jump is neither frames missing nor a
+    variable rate."""
+    ts = sorted(set(times))
+    rate = step_rate(ts)
+    if rate is None:
+        return ts, False
+    closed, shift = ts[:1], Fraction(0)
+    for a, b in itertools.pairwise(ts):
+        if b - a > jump_after(rate):
+            shift += b - a - 1 / rate
+        closed.append(b - shift)
+    return closed, shift != 0
 
 
 def _scan(c, s, tb: Fraction | None) -> tuple[list[Fraction], av.VideoFrame | None, bool]:
@@ -395,7 +418,7 @@ def read_frames(
         return
     # A deinterlaced stream's fields are numbered as they come: decoded from the start.
     seeking = start_at is not None and info.grid is not None and not info.vfr
-    seeking = seeking and info.interlace is None
+    seeking = seeking and info.interlace is None and not info.jumps
     stats = stats if stats is not None else {}
     stats.setdefault("bad_packets", 0)
     stats.setdefault("resized_frames", 0)
@@ -433,17 +456,11 @@ def read_frames(
             for frame, size, change in filters.apply(decoded, fitter, deint):
                 stats["resized_frames"] += size != stream_size
                 ftb = Fraction(frame.time_base) if frame.time_base else tb
-                time, on_grid = _place(frame, ftb, info.grid, origin, last_time, info)
+                # the clock's restarts so far made good, and the pictures after a jump kept on
+                # the grid (`restart`)
+                time, on_grid = _place(frame, ftb, info.grid, origin, last_time, info, restart)
                 if origin is None:
                     origin = time
-                if not on_grid and info.grid is not None and not strayed:
-                    strayed = True
-                    if warn:
-                        warn(
-                            f"{info.path}: from frame {index} on, timestamps leave the "
-                            f"{float(info.grid.rate):g} fps grid; placed by their timestamps"
-                        )
-                time += restart  # the clock's restarts so far, made good
                 if last_time is not None and last_time - time > 4 / info.rate:
                     # The clock starts again (recordings joined with cat): going on from the
                     # last picture, as the other tracks do at the join (video.mux)
@@ -456,7 +473,20 @@ def read_frames(
                             "as going on from there"
                         )
                     time = last_time + 1 / info.rate
+                    on_grid = info.grid is not None and info.grid.index(origin, time) is not None
                 jump = last_time is not None and time - last_time > jump_after(info.rate)
+                moved = Fraction(0)
+                if jump and info.grid is not None and not on_grid:
+                    # The recording after the jump back on the grid (less than half a frame),
+                    # so that its pictures pass through and pairs make midpoints, as before it
+                    moved = (
+                        origin
+                        + Fraction(round((time - origin) * info.grid.rate)) / info.grid.rate
+                        - time
+                    )
+                    restart += moved
+                    time += moved
+                    on_grid = True
                 if jump:
                     jumps += 1
                     if warn and jumps <= 3:
@@ -464,7 +494,14 @@ def read_frames(
                             f"{info.path}: timestamps jump {float(time - last_time):.2f} s forward "
                             f"at frame {index} ({float(last_time - info.start):.2f} s; a joined or "
                             "damaged recording?): the gap is kept as time, held on the picture "
-                            "before it, not interpolated"
+                            "before it, not interpolated" + _moved_note(moved, info.grid)
+                        )
+                if not on_grid and info.grid is not None and not strayed:
+                    strayed = True
+                    if warn:
+                        warn(
+                            f"{info.path}: from frame {index} on, timestamps leave the "
+                            f"{float(info.grid.rate):g} fps grid; placed by their timestamps"
                         )
                 if last_time is not None and time <= last_time:
                     if warn:
@@ -530,6 +567,18 @@ def read_frames(
         ) from None
 
 
+def _moved_note(moved: Fraction, grid: Grid | None) -> str:
+    """What the jump notice adds where the pictures after the jump were moved onto the grid."""
+    if not moved:
+        return ""
+    ms = round(abs(float(moved)) * 1000)
+    way = "earlier" if moved < 0 else "later"
+    return (
+        f"; the pictures after it are put on the {float(grid.rate):g} fps grid, {ms} ms {way} "
+        "than stamped (the sound keeps its own time)"
+    )
+
+
 def jump_after(rate: Fraction) -> Fraction:
     """A gap between frames longer than this is a jump in the timestamps, not frames missing
     to interpolate: a second, or four frames at a low rate (a 1 fps time-lapse)."""
@@ -586,14 +635,15 @@ def _warn_if_cut_short(info: SourceInfo, last_time: Fraction | None, warn) -> No
         )
 
 
-def _place(frame, tb, grid, origin, last_time, info) -> tuple[Fraction, bool]:
-    """A decoded frame's time, and whether it sits on the stream's grid: its stored time snapped
-    to the grid where it lies within the container's rounding of a grid point (see grid.py)."""
+def _place(frame, tb, grid, origin, last_time, info, offset=Fraction(0)) -> tuple[Fraction, bool]:
+    """A decoded frame's time, and whether it sits on the stream's grid: its stored time (moved by
+    `offset`) snapped to the grid where it lies within the container's rounding of a grid point
+    (see grid.py)."""
     if frame.pts is None:
         if last_time is None:
             return info.start, grid is not None
         return last_time + 1 / info.rate, grid is not None
-    raw = Fraction(frame.pts) * tb
+    raw = Fraction(frame.pts) * tb + offset
     if grid is None:
         return raw, False
     if origin is None:
