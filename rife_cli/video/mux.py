@@ -33,6 +33,10 @@ LEAD_NOTICE = Fraction(1, 10)
 # A track's clock stepping back more than this has started again (joined recordings), seconds
 # (as the reader takes four frames back: video.source.read_frames).
 RESTART = Fraction(1, 5)
+# Audio codecs whose decoder makes nothing of a stream's first packet but the overlap the next
+# one needs: the last packet before the video's start is kept for it (Vorbis: without its 2 ms
+# first packet, the next one's first 576 samples went too, the audio 12 ms late).
+PRE_ROLL = {"vorbis"}
 # Muxers that move every packet from the first negative presentation time on, not the chapters.
 MOVES_NEGATIVE_PTS = {"matroska", "webm"}
 # FFmpeg's MPEG-TS muxer takes any codec but makes a real stream only of these (its stream
@@ -97,6 +101,8 @@ def _shifted_packets(container, routes: dict, gid: int, report: MuxReport):
     video's first frame is at 0; packets that end before that are left out (how far before, in
     `report.lead_cut`)."""
     restarts: dict = {}  # stream -> [ticks added since its clock started again, last end]
+    pre_roll: dict = {}  # stream -> its last packet before the video's start (PRE_ROLL codecs)
+    started: set = set()  # the streams that have given a packet from the video's start on
     for n, packet in enumerate(container.demux(list(routes))):
         if packet.size == 0:
             continue
@@ -112,7 +118,13 @@ def _shifted_packets(container, routes: dict, gid: int, report: MuxReport):
         if packet.pts is not None and tb and packet.pts + (packet.duration or 0) < 0:
             if packet.stream.type == "audio":
                 report.lead_cut = max(report.lead_cut, -packet.pts * Fraction(tb))
+                if packet.stream.codec_context.name in PRE_ROLL and packet.stream not in started:
+                    pre_roll[packet.stream] = (n, packet)
             continue
+        started.add(packet.stream)
+        if packet.stream in pre_roll:
+            early, first = pre_roll.pop(packet.stream)
+            yield Fraction(first.pts) * first.time_base, gid, early, first
         if packet.stream.type == "subtitle" and packet.pts is not None and packet.pts < 0:
             # A cue showing when the video starts: from its start on, as the chapters are (at a
             # negative time Matroska's muxer moved every track later by as much).
