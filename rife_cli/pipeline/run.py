@@ -865,8 +865,14 @@ def _engine_counts(engine) -> tuple[int, int]:
 
 
 def _expected_frames(job: Job) -> int:
-    f, n = job.target.factor, job.info.frames
-    return int(n * f) if not job.png else int((n - 1) * f) + 1
+    """The progress bar's total: the frames made of the pictures counted, or for a video the
+    frames its timeline holds where that is more (held gaps and jumps in the timestamps)."""
+    f, n, info = job.target.factor, job.info.frames, job.info
+    if job.png:
+        return int((n - 1) * f) + 1
+    if info.duration and info.duration_is_video:
+        return max(int(n * f), round(info.duration * job.target.rate))
+    return int(n * f)
 
 
 def _make(job: Job, engine, progress, warn, stop, shard) -> tuple[_Run, list[str]]:
