@@ -106,7 +106,7 @@ def test_one_track_the_container_refuses_is_reencoded_and_the_others_kept(tmp_pa
     )
     warnings, _ = run(src, tmp_path / "o.mov")
     assert [a[0] for a in audio_of(tmp_path / "o.mov")] == ["aac", "aac"]
-    assert "audio stream 2 (opus) cannot go into .mov; re-encoded as aac" in warnings
+    assert "audio track 2 (opus) cannot go into .mov; re-encoded as aac" in warnings
     assert not [w for w in warnings if "video only" in w or "dropped" in w], warnings
 
 
@@ -114,7 +114,7 @@ def test_flac_into_mov_stays_lossless_as_pcm(tmp_path):
     src = make(tmp_path / "f.mkv", [{"codec": "flac", "samples": tone, "format": "s16"}])
     warnings, _ = run(src, tmp_path / "o.mov")
     assert audio_of(tmp_path / "o.mov")[0][0] == "pcm_s16le"
-    assert "audio stream 1 (flac) cannot go into .mov; re-encoded as PCM (lossless)" in warnings
+    assert "audio track 1 (flac) cannot go into .mov; re-encoded as PCM (lossless)" in warnings
     want, got = samples(src), samples(tmp_path / "o.mov")
     n = min(want.shape[1], got.shape[1])
     assert n >= want.shape[1] - 4608 and np.array_equal(want[:, :n], got[:, :n])
@@ -211,7 +211,7 @@ def test_mpegts_gets_only_streams_it_plays(tmp_path):
         assert [s.type for s in c.streams] == ["video", "audio"]
         assert c.streams.audio[0].codec_context.name == "aac"
         assert not c.streams.data
-    assert "audio stream 1 (pcm_s16le) cannot go into .mpegts; re-encoded as aac" in warnings
+    assert "audio track 1 (pcm_s16le) cannot go into .mpegts; re-encoded as aac" in warnings
 
 
 @pytest.mark.parametrize(
@@ -231,7 +231,7 @@ def test_pcm_into_mp4_says_what_its_depth_keeps(tmp_path, codec, fmt, said):
     ext = ".mov" if codec == "pcm_alaw" else ".mkv"  # Matroska has no A-law
     src = make(tmp_path / f"p{ext}", [{"codec": codec, "samples": samples_for, "format": fmt}])
     warnings, _ = run(src, tmp_path / "o.mp4")
-    assert f"audio stream 1 ({codec}) written into .mp4 as FLAC ({said})" in " ".join(warnings)
+    assert f"audio track 1 ({codec}) written into .mp4 as FLAC ({said})" in " ".join(warnings)
 
 
 def _cues(path: Path) -> list[tuple[float, float, bytes]]:

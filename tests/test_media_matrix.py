@@ -551,7 +551,7 @@ def test_pcm_goes_into_mp4_as_lossless_flac(tmp_path, pcm):
     assert np.array_equal(want[:, :n], got[:, :n]) and np.abs(want).max() > 1 << 24
     if pcm == "pcm_s24le":
         assert (want & 0xFF00).any()  # the low 8 of the 24 bits are used, and kept
-    assert f"audio stream 1 ({pcm}) written into .mp4 as FLAC (lossless)" in " ".join(warnings)
+    assert f"audio track 1 ({pcm}) written into .mp4 as FLAC (lossless)" in " ".join(warnings)
 
 
 def test_audio_outlasting_the_picture_in_matroska_is_not_called_a_damaged_file(tmp_path):

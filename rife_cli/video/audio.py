@@ -113,7 +113,7 @@ def open_reencoder(s, dst, fmt: str, warn: Callable[[str], None]) -> Reencode | 
     try:
         layout, order = decoding_layout(s.codec_context)
     except (av.FFmpegError, ValueError) as exc:
-        warn(f"audio stream {s.index} ({name}) dropped: its channel layout ({exc})")
+        warn(f"audio track {s.index} ({name}) dropped: its channel layout ({exc})")
         return None
     rate = s.codec_context.sample_rate or 48000
     bits = source_bits(name, s.codec_context.format.name if s.codec_context.format else "")
@@ -130,7 +130,7 @@ def open_reencoder(s, dst, fmt: str, warn: Callable[[str], None]) -> Reencode | 
             warn(_notice(s.index, name, fmt, codec, bits, codec == keep))
             return Reencode(out, resampler, layout, order)
     warn(
-        f"audio stream {s.index} ({name}) dropped: no encoder here writes it into {suffix_of(fmt)}"
+        f"audio track {s.index} ({name}) dropped: no encoder here writes it into {suffix_of(fmt)}"
     )
     return None
 
@@ -188,12 +188,12 @@ def _notice(index: int, name: str, fmt: str, codec: str, bits: int, lossless: bo
     kept = ("lossless" if bits <= 24 else "converted to 24-bit") if lossless else ""
     if fmt == "mp4" and name.startswith("pcm_") and codec == "flac":
         return (
-            f"audio stream {index} ({name}) written into .mp4 as FLAC ({kept}): PCM in MP4 "
+            f"audio track {index} ({name}) written into .mp4 as FLAC ({kept}): PCM in MP4 "
             "reads as noise in older players"
         )
     shown = "FLAC" if codec == "flac" else ("PCM" if codec.startswith("pcm_") else codec)
     return (
-        f"audio stream {index} ({name}) cannot go into {suffix_of(fmt)}; re-encoded as {shown}"
+        f"audio track {index} ({name}) cannot go into {suffix_of(fmt)}; re-encoded as {shown}"
         + (f" ({kept})" if kept else "")
     )
 
