@@ -665,15 +665,19 @@ def test_a_transport_stream_cut_mid_group_is_not_taken_for_frames_missing(tmp_pa
 def joined_recording(src: Path, jump: Fraction, n: int = 20) -> Path:
     """Two recordings joined (cat a.ts b.ts): n pictures at 25 fps, the clock `jump` s on from
     the n/2-th."""
+    return stamped_clip(src, [Fraction(i, 25) + (jump if i >= n // 2 else 0) for i in range(n)])
+
+
+def stamped_clip(src: Path, times: list[Fraction]) -> Path:
+    """An MPEG-TS clip with a picture at each of `times` (seconds, to the 90 kHz tick)."""
     with av.open(str(src), "w") as c:
         v = c.add_stream("libx264", rate=25, options={"bf": "0"})
         v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
         # the encoder keeps the times to the tick (at its default 1/25 it rounds them to frames)
         v.time_base = v.codec_context.time_base = Fraction(1, 90000)
-        for i in range(n):
-            rgb = np.full((48, 64, 3), 10 * i, np.uint8)
+        for i, seconds in enumerate(times):
+            rgb = np.full((48, 64, 3), 10 * i % 256, np.uint8)
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            seconds = Fraction(i, 25) + (jump if i >= n // 2 else 0)
             frame.pts, frame.time_base = int(seconds * 90000), Fraction(1, 90000)
             for p in v.encode(frame):
                 c.mux(p)
@@ -725,6 +729,41 @@ def test_a_forward_jump_in_the_timestamps_is_held_not_morphed(tmp_path, jump):
         after = [m for t, m in shown if t - back >= Fraction(10, 25) + jump]
         assert len(gap) == int(jump * 50) + 2 and all(abs(m - gap[0]) < 2 for m in gap), gap
         assert abs(after[0] - gap[0]) > 4
+
+
+def test_each_jump_moves_its_own_recording_at_most_half_a_frame(tmp_path):
+    """Three recordings joined, the second 19 ms after the grid, the third 2 ms before it: each
+    is put on the grid nearest its own stamps. The third was moved from the second's move on,
+    38 ms early in all (its sound 37 ms late), and its notice said 19 ms."""
+    from rife_cli.video.source import probe, read_frames
+
+    off = [Fraction(0), Fraction(2) + Fraction(19, 1000), Fraction(5) - Fraction(2, 1000)]
+    times = [Fraction(i, 25) + off[i // 8] for i in range(24)]
+    warnings: list[str] = []
+    info = probe(stamped_clip(tmp_path / "joined.ts", times))
+    got = [f.time for f in read_frames(info, warn=warnings.append)]
+    for stamp, placed in zip(times, got):
+        assert abs(placed - stamp) <= Fraction(1, 50) and (placed * 25).denominator == 1
+    moved = [w.split("put on the 25 fps grid, ")[1].split(" than")[0] for w in warnings]
+    assert moved == ["19 ms earlier", "2 ms later"], warnings
+
+
+def test_timestamps_out_of_order_are_said_three_times_then_counted(tmp_path):
+    """A clock one frame behind from picture 10 on: each later picture is out of order and
+    placed after the last; said for the first three and counted once at the end (it was a line
+    per picture)."""
+    from rife_cli.video.source import probe, read_frames
+
+    first = stamped_clip(tmp_path / "a.ts", [Fraction(i, 25) for i in range(10)])
+    second = stamped_clip(tmp_path / "b.ts", [Fraction(i, 25) for i in range(9, 29)])
+    joined = tmp_path / "behind.ts"
+    joined.write_bytes(first.read_bytes() + second.read_bytes())
+    warnings: list[str] = []
+    info = probe(joined)
+    got = [f.time for f in read_frames(info, warn=warnings.append)]
+    assert got == [Fraction(i, 25) for i in range(30)]
+    said = [w for w in warnings if "out of order" in w]
+    assert len(said) == 4 and said[-1].endswith("20 frames in all had timestamps out of order")
 
 
 def test_a_shard_of_a_joined_recording_numbers_its_pictures_as_the_whole_read_does(tmp_path):
@@ -795,3 +834,85 @@ def test_recordings_joined_with_cat_go_on_where_the_clock_starts_again(tmp_path)
         a = c.streams.audio[0]
         heard = sum(f.samples for f in c.decode(a)) / a.codec_context.sample_rate
     assert heard > 1.9  # both recordings' sound
+
+
+def _ts_piece(path: Path, start: Fraction, n: int, sound_after: Fraction, mark: int) -> bytes:
+    """An MPEG-TS recording: n pictures at 25 fps from `start` (its clock), dark but for a white
+    one at picture `mark`, and MP2 sound (48 kHz, mono) from 21 ms before the first picture to
+    `sound_after` s after the last one's end, silent but for a click at the white picture."""
+    rate, tb = 48000, Fraction(1, 90000)
+    with av.open(str(path), "w", format="mpegts") as c:
+        v = c.add_stream("libx264", rate=25, options={"bf": "0"})
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.time_base = v.codec_context.time_base = tb
+        a = c.add_stream("mp2", rate=rate)
+        a.layout = "mono"
+        for i in range(n):
+            level = 255 if i == mark else 20
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), level, np.uint8), "rgb24")
+            frame.pts, frame.time_base = round((start + Fraction(i, 25)) / tb), tb
+            c.mux(v.encode(frame))
+        c.mux(v.encode(None))
+        first = start - Fraction(21, 1000)
+        total = round((Fraction(n, 25) + Fraction(21, 1000) + sound_after) * rate)
+        sound = np.zeros(total, np.int16)
+        click = round((start + Fraction(mark, 25) - first) * rate)
+        sound[click : click + 48] = 20000
+        for k in range(0, total, 1152):
+            chunk = sound[k : k + 1152]
+            fr = av.AudioFrame.from_ndarray(chunk[None, :], format="s16", layout="mono")
+            fr.sample_rate, fr.time_base = rate, Fraction(1, rate)
+            fr.pts = round(first * rate) + k
+            c.mux(a.encode(fr))
+        c.mux(a.encode(None))
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "sound_after,second_start,overlap",
+    [
+        (
+            Fraction(0),
+            Fraction(1),
+            False,
+        ),  # the clock starts again, sound and pictures end together
+        (Fraction(3, 10), Fraction(1), True),  # the first recording's sound runs on 0.3 s
+        (Fraction(0), Fraction(5) - Fraction(3, 25), False),  # 0.12 s back from its end
+    ],
+)
+def test_sound_stays_with_its_pictures_where_the_clock_starts_again(
+    tmp_path, sound_after, second_start, overlap
+):
+    """Two recordings joined (cat a.ts b.ts), the second's clock back where it started (or
+    0.12 s back): its pictures go on from the first's last one, and its sound moves with them.
+    Each track went on from its own last packet, so the sound came late by the first
+    recording's sound past its last picture plus the second's sound before its first (37 ms made
+    by the ffmpeg program, 515 ms with 0.5 s past); 0.12 s back lost the sound entirely."""
+    joined = tmp_path / "joined.ts"
+    first = _ts_piece(tmp_path / "a.ts", Fraction(1), 4 * 25, sound_after, mark=50)
+    second = _ts_piece(tmp_path / "b.ts", second_start, 4 * 25, Fraction(0), mark=30)
+    joined.write_bytes(first + second)
+    warnings: list[str] = []
+    summary = interpolate_video(
+        joined,
+        tmp_path / "o.mkv",
+        engine_factory=lambda need: blend_engine(),
+        warn=warnings.append,
+        codec="ffv1",
+    )
+    assert any("timestamps start again at frame 100" in w for w in warnings), warnings
+    assert any("left out where joined recordings overlap" in w for w in warnings) == overlap
+    with av.open(summary.output) as c:
+        flashes = [f.time for f in c.decode(video=0) if f.to_ndarray(format="gray").mean() > 200]
+    with av.open(summary.output) as c:
+        clicks = []
+        for f in c.decode(audio=0):
+            loud = np.flatnonzero(np.abs(f.to_ndarray()[0]) > 0.3)
+            if len(loud) and (not clicks or f.time + loud[0] / 48000 - clicks[-1] > 0.5):
+                clicks.append(f.time + loud[0] / 48000)
+    # each click as far from its white picture (the first of the two output frames a
+    # passed-through picture holds at 2x) in the second recording as in the first (MP2's own
+    # delay sets it 11 ms early in both)
+    shown = [t for i, t in enumerate(flashes) if i == 0 or t - flashes[i - 1] > 0.5]
+    assert len(shown) == len(clicks) == 2, (flashes, clicks)
+    assert abs((clicks[1] - shown[1]) - (clicks[0] - shown[0])) < 0.003, (shown, clicks)

@@ -987,8 +987,9 @@ def _put_in_place(job: Job, run: _Run, sink, journal, shard, warn) -> list[str]:
         return []
     rate = job.target.write_rate
     audio = finish_video(
-        sink.files(), job.inp, job.info, out, job.opts.slowmo, run.video_start, warn, rate
-    )
+        sink.files(), job.inp, job.info, out, job.opts.slowmo, run.video_start, warn, rate,
+        restarts=tuple(run.stats.get("restarts", ())),
+    )  # fmt: skip
     shutil.rmtree(journal.folder, ignore_errors=True)
     return audio
 
@@ -1052,9 +1053,12 @@ def finish_video(
     video_start: Fraction,
     warn: Callable[[str], None],
     rate: Fraction | None = None,
+    restarts: tuple = (),
 ) -> list[str]:
     """The output file from its video segments (frames at `rate`) and the source's other tracks,
-    written beside it and renamed into place. Returns the audio tracks as carried (codec names)."""
+    written beside it and renamed into place; `restarts`: the reader's moves of the pictures
+    where their clock started again, which the other tracks follow (video.mux.Keep). Returns the
+    audio tracks as carried (codec names)."""
     from ..video.mux import Keep, mux
     from ..video.sink import container_of
 
@@ -1070,7 +1074,7 @@ def finish_video(
             "yuv4mpegpipe stores no colour matrix, primaries or transfer: the reader assumes "
             f"its own (the source's matrix is {COLOUR_MATRICES.get(info.colour.matrix, 'other')})"
         )
-    keep = Keep(inp if tracks else None, video_start, info.picture.display_matrix)
+    keep = Keep(inp if tracks else None, video_start, info.picture.display_matrix, restarts)
     part = part_path(out)
     try:
         if fmt == "yuv4mpegpipe":

@@ -129,9 +129,7 @@ def open_reencoder(s, dst, fmt: str, warn: Callable[[str], None]) -> Reencode | 
             resampler = av.AudioResampler(format=sample_fmt, layout=out_layout, rate=out_rate)
             warn(_notice(s.index, name, fmt, codec, bits, codec == keep))
             return Reencode(out, resampler, layout, order)
-    warn(
-        f"audio track {s.index} ({name}) dropped: no encoder here writes it into {suffix_of(fmt)}"
-    )
+    warn(f"audio track {s.index} ({name}) dropped: no encoder here writes it into {suffix_of(fmt)}")
     return None
 
 

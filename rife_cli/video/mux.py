@@ -30,8 +30,9 @@ from .subtitles import convert, open_converter
 # Audio before the first picture is left out (the output starts there); said from this much on,
 # below which it is an encoder's priming or a muxer's rounding, not content.
 LEAD_NOTICE = Fraction(1, 10)
-# A track's clock stepping back more than this has started again (joined recordings), seconds
-# (as the reader takes four frames back: video.source.read_frames).
+# A track's clock stepping back more than this, where the pictures' clock did not, has started
+# again on its own: it goes on from its last packet's end (seconds). Less is an overlap: the
+# packets behind are left out (a muxer takes no time going back).
 RESTART = Fraction(1, 5)
 # Audio codecs whose decoder makes nothing of a stream's first packet but the overlap the next
 # one needs: the last packet before the video's start is kept for it (Vorbis: without its 2 ms
@@ -77,6 +78,9 @@ class MuxReport:
     # seconds of audio before the source's first picture, left out (the output starts at that
     # picture); the longest of the tracks
     lead_cut: Fraction = Fraction(0)
+    # seconds left out where a join's next recording overlapped the one before (its sound moved
+    # with its pictures), by source track ("audio track 1")
+    overlap_cut: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -96,17 +100,22 @@ def kept_tags(metadata: dict) -> dict:
     }
 
 
-def _shifted_packets(container, routes: dict, gid: int, report: MuxReport):
+def _shifted_packets(container, routes: dict, gid: int, report: MuxReport, restarts=()):
     """(time, input id, order, packet) for the routed streams in file order, moved so that the
     video's first frame is at 0; packets that end before that are left out (how far before, in
-    `report.lead_cut`)."""
-    restarts: dict = {}  # stream -> [ticks added since its clock started again, last end]
+    `report.lead_cut`). `restarts`: the reader's moves of the pictures where their clock
+    started again (see _Clock)."""
+    clocks: dict = {}  # stream -> _Clock
     pre_roll: dict = {}  # stream -> its last packet before the video's start (PRE_ROLL codecs)
     started: set = set()  # the streams that have given a packet from the video's start on
     for n, packet in enumerate(container.demux(list(routes))):
         if packet.size == 0:
             continue
-        _go_on_after_restart(packet, restarts)
+        clock = clocks.setdefault(packet.stream, _Clock(restarts))
+        if not clock.place(packet):
+            name = f"{packet.stream.type} track {packet.stream.index}"
+            report.overlap_cut[name] = report.overlap_cut.get(name, 0) + clock.cut
+            continue
         off = routes[packet.stream].offset
         if packet.pts is not None:
             packet.pts -= off
@@ -135,21 +144,50 @@ def _shifted_packets(container, routes: dict, gid: int, report: MuxReport):
         yield time, gid, n, packet
 
 
-def _go_on_after_restart(packet, restarts: dict) -> None:
-    """Where a track's clock starts again (recordings joined with cat), its packets go on from
-    its last one's end, as the reader places the pictures after the last (video.source)."""
-    tb = packet.time_base
-    stamp = packet.dts if packet.dts is not None else packet.pts
-    if stamp is None or not tb:
-        return
-    added, end = restarts.setdefault(packet.stream, [0, None])
-    if end is not None and stamp + added < end - RESTART / tb:
-        added = end - stamp
-    for name in ("pts", "dts"):
-        value = getattr(packet, name)
-        if value is not None:
-            setattr(packet, name, value + added)
-    restarts[packet.stream] = [added, stamp + added + (packet.duration or 0)]
+@dataclass
+class _Clock:
+    """One track's clock through joined recordings. Where it steps back (the next recording's
+    clock starts again), its packets are moved by what the reader moved the pictures by at the
+    same join (`restarts`: the cumulative moves, in order; video.source.read_frames), so that
+    the sound stays with its pictures; what then still lies behind the last packet (the recording
+    before ran on past its last picture) is left out. A track that steps back more than RESTART
+    where the pictures did not goes on from its last packet's end; less, its packets behind are
+    left out."""
+
+    restarts: tuple = ()
+    added: Fraction = Fraction(0)  # seconds added to its stamps from here on
+    joins: int = 0  # the joins it has passed
+    previous: Fraction | None = None  # the last packet's time, kept or not
+    last: Fraction | None = None  # the last packet kept: its time, and its end
+    end: Fraction | None = None
+    cut: Fraction = Fraction(0)  # the duration of the last packet left out
+
+    def place(self, packet) -> bool:
+        """Move the packet as its track's joins say; False where it is to be left out."""
+        tb = packet.time_base
+        stamp = packet.dts if packet.dts is not None else packet.pts
+        if stamp is None or not tb:
+            return True
+        tb = Fraction(tb)
+        time = stamp * tb + self.added
+        if self.previous is not None and time < self.previous:  # the clock steps back
+            if self.joins < len(self.restarts):
+                self.added = self.restarts[self.joins]  # as the pictures were moved there
+                self.joins += 1
+            elif self.last - time > RESTART:
+                self.added += self.end - time  # on its own: from its last packet's end
+            time = stamp * tb + self.added
+        self.previous = time
+        if self.last is not None and time < self.last:  # behind what is already written
+            self.cut = (packet.duration or 0) * tb
+            return False
+        ticks = round(self.added / tb)
+        for name in ("pts", "dts"):
+            value = getattr(packet, name)
+            if value is not None:
+                setattr(packet, name, value + ticks)
+        self.last, self.end = time, time + (packet.duration or 0) * tb
+        return True
 
 
 class _LeadGate:
@@ -297,6 +335,9 @@ class Keep:
     source: Path | None  # None: video only (--slowmo, image sequences)
     video_start: Fraction = Fraction(0)  # source time of the first video frame
     display_matrix: tuple[int, ...] | None = None  # the source's rotation/flip, kept
+    # where the pictures' clock started again (joined recordings): the reader's cumulative moves
+    # of them, in order, which the other tracks follow (see _Clock)
+    restarts: tuple = ()
 
 
 def mux(
@@ -364,7 +405,7 @@ def _mux(video_paths, keep: Keep, out, fmt, warn, rate=None) -> MuxReport:
                 _copy_attachments(src, dst, fmt, report, warn)
                 covers = _copy_covers(keep.source, src, dst, fmt, report, warn)
                 if routes:
-                    feeds.append(_shifted_packets(src, routes, 1, report))
+                    feeds.append(_shifted_packets(src, routes, 1, report, keep.restarts))
                 if fmt in MOVES_NEGATIVE_PTS:
                     audio_outs = [r.out for r in routes.values() if r.out.type == "audio"]
                     to = _LeadGate(
@@ -394,6 +435,13 @@ def _mux(video_paths, keep: Keep, out, fmt, warn, rate=None) -> MuxReport:
                     to.mux(route.out.encode(None))
             if to is not dst:
                 to.flush()
+            for name, cut in sorted(report.overlap_cut.items()):
+                if cut >= LEAD_NOTICE:
+                    warn(
+                        f"{name}: {float(cut):.2f} s left out where joined recordings overlap "
+                        "(the one before ran on past its last picture; the next one's stays "
+                        "with its pictures)"
+                    )
             if report.lead_cut >= LEAD_NOTICE:
                 warn(
                     f"the source's first {float(report.lead_cut):.2f} s of audio came before its "

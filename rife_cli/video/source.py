@@ -433,8 +433,8 @@ def read_frames(
     stream_size = info.stream_size or (info.width, info.height)
     fitter = filters.Fitter(info.width, info.height, info.picture.sar, stream_size)
     changes = 0
-    jumps = restarts = 0
-    restart = Fraction(0)
+    jumps = restarts = disordered = 0
+    restart = shift = Fraction(0)
     file_size = info.path.stat().st_size
     kept = None  # NVDEC's pictures for the engine, on its GPU
     if device is not None and hwaccel and planes and even and info.interlace is None:
@@ -456,16 +456,20 @@ def read_frames(
             for frame, size, change in filters.apply(decoded, fitter, deint):
                 stats["resized_frames"] += size != stream_size
                 ftb = Fraction(frame.time_base) if frame.time_base else tb
-                # the clock's restarts so far made good, and the pictures after a jump kept on
-                # the grid (`restart`)
-                time, on_grid = _place(frame, ftb, info.grid, origin, last_time, info, restart)
+                # the clock's restarts so far made good (`restart`), and the pictures since the
+                # last jump kept on the grid (`shift`)
+                time, on_grid = _place(
+                    frame, ftb, info.grid, origin, last_time, info, restart + shift
+                )
                 if origin is None:
                     origin = time
-                if last_time is not None and last_time - time > 4 / info.rate:
+                if last_time is not None and last_time - time >= RESTART_FRAMES / info.rate:
                     # The clock starts again (recordings joined with cat): going on from the
-                    # last picture, as the other tracks do at the join (video.mux)
+                    # last picture; the other tracks are moved by as much at the join (video.mux)
                     restarts += 1
-                    restart += last_time + 1 / info.rate - time
+                    restart += shift + last_time + 1 / info.rate - time
+                    shift = Fraction(0)
+                    stats.setdefault("restarts", []).append(restart)
                     if warn and restarts <= 3:
                         warn(
                             f"{info.path}: timestamps start again at frame {index} "
@@ -475,26 +479,23 @@ def read_frames(
                     time = last_time + 1 / info.rate
                     on_grid = info.grid is not None and info.grid.index(origin, time) is not None
                 jump = last_time is not None and time - last_time > jump_after(info.rate)
-                moved = Fraction(0)
-                if jump and info.grid is not None and not on_grid:
-                    # The recording after the jump back on the grid (less than half a frame),
-                    # so that its pictures pass through and pairs make midpoints, as before it
-                    moved = (
-                        origin
-                        + Fraction(round((time - origin) * info.grid.rate)) / info.grid.rate
-                        - time
-                    )
-                    restart += moved
-                    time += moved
+                stamped = time - last_time if jump else None  # the jump as stamped
+                if jump and info.grid is not None:
+                    # The recording after the jump on the grid (by less than half a frame from
+                    # its stamps), so that its pictures pass through and pairs make midpoints
+                    base = time - shift
+                    shift = snap_to(info.grid, origin, base) - base
+                    time = base + shift
+                    stamped = base - last_time
                     on_grid = True
                 if jump:
                     jumps += 1
                     if warn and jumps <= 3:
                         warn(
-                            f"{info.path}: timestamps jump {float(time - last_time):.2f} s forward "
+                            f"{info.path}: timestamps jump {float(stamped):.2f} s forward "
                             f"at frame {index} ({float(last_time - info.start):.2f} s; a joined or "
                             "damaged recording?): the gap is kept as time, held on the picture "
-                            "before it, not interpolated" + _moved_note(moved, info.grid)
+                            "before it, not interpolated" + _moved_note(shift, info.grid)
                         )
                 if not on_grid and info.grid is not None and not strayed:
                     strayed = True
@@ -504,9 +505,11 @@ def read_frames(
                             f"{float(info.grid.rate):g} fps grid; placed by their timestamps"
                         )
                 if last_time is not None and time <= last_time:
-                    if warn:
+                    disordered += 1
+                    if warn and disordered <= 3:
                         warn(
-                            f"{info.path}: frame {index} has a timestamp out of order; placed after the last"
+                            f"{info.path}: frame {index} has a timestamp out of order; placed "
+                            "after the last"
                         )
                     time = last_time + 1 / info.rate
                 if change:
@@ -553,6 +556,8 @@ def read_frames(
                 yield out
                 last_time = time
                 index += 1
+            if warn and disordered > 3:
+                warn(f"{info.path}: {disordered} frames in all had timestamps out of order")
             if info.path.stat().st_size != file_size:
                 if warn:  # (a copy in progress: then _warn_if_cut_short says nothing more)
                     warn(
@@ -567,6 +572,11 @@ def read_frames(
         ) from None
 
 
+def snap_to(grid: Grid, origin: Fraction, time: Fraction) -> Fraction:
+    """The grid point nearest `time`."""
+    return origin + Fraction(round((time - origin) * grid.rate)) / grid.rate
+
+
 def _moved_note(moved: Fraction, grid: Grid | None) -> str:
     """What the jump notice adds where the pictures after the jump were moved onto the grid."""
     if not moved:
@@ -577,6 +587,12 @@ def _moved_note(moved: Fraction, grid: Grid | None) -> str:
         f"; the pictures after it are put on the {float(grid.rate):g} fps grid, {ms} ms {way} "
         "than stamped (the sound keeps its own time)"
     )
+
+
+# A step back of this many frames or more is the clock starting again (recordings joined); less
+# is one picture's timestamp out of order, placed after the last. The decoder gives pictures in
+# presentation order, so B-frames never step back.
+RESTART_FRAMES = 2
 
 
 def jump_after(rate: Fraction) -> Fraction:
