@@ -379,3 +379,35 @@ def make_progressive(path: Path, frames: list[np.ndarray], rate: int = 50) -> Pa
             c.mux(v.encode(f))
         c.mux(v.encode(None))
     return path
+
+
+def ts_recording(path: Path, start: Fraction, n: int, sound_after: Fraction, mark: int) -> bytes:
+    """An MPEG-TS recording: n pictures at 25 fps from `start` (its clock), dark but for a white
+    one at picture `mark`, and MP2 sound (48 kHz, mono) from 21 ms before the first picture to
+    `sound_after` s after the last one's end, silent but for a click at the white picture."""
+    rate, tb = 48000, Fraction(1, 90000)
+    with av.open(str(path), "w", format="mpegts") as c:
+        v = c.add_stream("libx264", rate=25, options={"bf": "0"})
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.time_base = v.codec_context.time_base = tb
+        a = c.add_stream("mp2", rate=rate)
+        a.layout = "mono"
+        for i in range(n):
+            level = 255 if i == mark else 20
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), level, np.uint8), "rgb24")
+            frame.pts, frame.time_base = round((start + Fraction(i, 25)) / tb), tb
+            c.mux(v.encode(frame))
+        c.mux(v.encode(None))
+        first = start - Fraction(21, 1000)
+        total = round((Fraction(n, 25) + Fraction(21, 1000) + sound_after) * rate)
+        sound = np.zeros(total, np.int16)
+        click = round((start + Fraction(mark, 25) - first) * rate)
+        sound[click : click + 48] = 20000
+        for k in range(0, total, 1152):
+            chunk = sound[k : k + 1152]
+            fr = av.AudioFrame.from_ndarray(chunk[None, :], format="s16", layout="mono")
+            fr.sample_rate, fr.time_base = rate, Fraction(1, rate)
+            fr.pts = round(first * rate) + k
+            c.mux(a.encode(fr))
+        c.mux(a.encode(None))
+    return path.read_bytes()

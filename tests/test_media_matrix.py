@@ -16,7 +16,7 @@ import av
 import numpy as np
 import pytest
 from clips import blend_engine
-from media import Clip, Track, make_clip, read_media
+from media import Clip, Track, make_clip, read_media, ts_recording
 
 from rife_cli.doctor import nvenc_works
 from rife_cli.pipeline import interpolate_video
@@ -836,38 +836,6 @@ def test_recordings_joined_with_cat_go_on_where_the_clock_starts_again(tmp_path)
     assert heard > 1.9  # both recordings' sound
 
 
-def _ts_piece(path: Path, start: Fraction, n: int, sound_after: Fraction, mark: int) -> bytes:
-    """An MPEG-TS recording: n pictures at 25 fps from `start` (its clock), dark but for a white
-    one at picture `mark`, and MP2 sound (48 kHz, mono) from 21 ms before the first picture to
-    `sound_after` s after the last one's end, silent but for a click at the white picture."""
-    rate, tb = 48000, Fraction(1, 90000)
-    with av.open(str(path), "w", format="mpegts") as c:
-        v = c.add_stream("libx264", rate=25, options={"bf": "0"})
-        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
-        v.time_base = v.codec_context.time_base = tb
-        a = c.add_stream("mp2", rate=rate)
-        a.layout = "mono"
-        for i in range(n):
-            level = 255 if i == mark else 20
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), level, np.uint8), "rgb24")
-            frame.pts, frame.time_base = round((start + Fraction(i, 25)) / tb), tb
-            c.mux(v.encode(frame))
-        c.mux(v.encode(None))
-        first = start - Fraction(21, 1000)
-        total = round((Fraction(n, 25) + Fraction(21, 1000) + sound_after) * rate)
-        sound = np.zeros(total, np.int16)
-        click = round((start + Fraction(mark, 25) - first) * rate)
-        sound[click : click + 48] = 20000
-        for k in range(0, total, 1152):
-            chunk = sound[k : k + 1152]
-            fr = av.AudioFrame.from_ndarray(chunk[None, :], format="s16", layout="mono")
-            fr.sample_rate, fr.time_base = rate, Fraction(1, rate)
-            fr.pts = round(first * rate) + k
-            c.mux(a.encode(fr))
-        c.mux(a.encode(None))
-    return path.read_bytes()
-
-
 @pytest.mark.parametrize(
     "sound_after,second_start,overlap",
     [
@@ -889,8 +857,8 @@ def test_sound_stays_with_its_pictures_where_the_clock_starts_again(
     recording's sound past its last picture plus the second's sound before its first (37 ms made
     by the ffmpeg program, 515 ms with 0.5 s past); 0.12 s back lost the sound entirely."""
     joined = tmp_path / "joined.ts"
-    first = _ts_piece(tmp_path / "a.ts", Fraction(1), 4 * 25, sound_after, mark=50)
-    second = _ts_piece(tmp_path / "b.ts", second_start, 4 * 25, Fraction(0), mark=30)
+    first = ts_recording(tmp_path / "a.ts", Fraction(1), 4 * 25, sound_after, mark=50)
+    second = ts_recording(tmp_path / "b.ts", second_start, 4 * 25, Fraction(0), mark=30)
     joined.write_bytes(first + second)
     warnings: list[str] = []
     summary = interpolate_video(

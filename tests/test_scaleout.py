@@ -11,10 +11,11 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from clips import BlendNet, SlowBlendNet, blend_engine, decode
-from media import Clip, Track, make_clip, make_interlaced, read_media
+from media import Clip, Track, make_clip, make_interlaced, read_media, ts_recording
 
 from rife_cli.errors import RifeError, UsageError
 from rife_cli.pipeline import interpolate_video
@@ -313,3 +314,29 @@ def test_dedup_and_png_are_refused_for_one_sharded_input(tmp_path):
         interpolate_sharded(src, tmp_path / "o", ["cpu", "cpu"], engine_config(),
                             {**OPTIONS, "png": True, "codec": None})  # fmt: skip
     assert not list(tmp_path.glob(".o*"))  # nothing started
+
+
+def test_an_input_whose_clock_starts_again_is_made_in_one_piece(tmp_path):
+    """Two recordings joined (cat a.ts b.ts), the second's clock back at the first's start: the
+    source times shards are cut at repeat, so two workers made half the output (276 of 550
+    frames), silently. It is made in one piece, said, the same as one process, the sound moved
+    with the pictures there too."""
+    src = tmp_path / "joined.ts"
+    first = ts_recording(tmp_path / "a.ts", Fraction(1), 50, Fraction(0), mark=25)
+    second = ts_recording(tmp_path / "b.ts", Fraction(1), 50, Fraction(0), mark=25)
+    src.write_bytes(first + second)
+    one = one_process(src, tmp_path / "one.mkv", scene_threshold=0)
+    said: list[str] = []
+    options = {**OPTIONS, "scene_threshold": 0}
+    two = interpolate_sharded(
+        src, tmp_path / "two.mkv", ["cpu", "cpu"], engine_config(), options, warn=said.append
+    )
+    assert any("cannot be cut by time: made in one piece" in w for w in said), said
+    assert two.frames_out == one.frames_out == 200
+    same_video(tmp_path / "one.mkv", tmp_path / "two.mkv")
+
+    def sound(path):
+        with av.open(str(path)) as c:
+            return [(f.time, f.to_ndarray().tobytes()) for f in c.decode(audio=0)]
+
+    assert sound(tmp_path / "two.mkv") == sound(tmp_path / "one.mkv")

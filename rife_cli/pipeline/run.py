@@ -6,6 +6,7 @@ Knows frames, timestamps and the plan of which (pair, t) to make; reports progre
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -970,7 +971,10 @@ def _put_in_place(job: Job, run: _Run, sink, journal, shard, warn) -> list[str]:
     video joined with the source's other tracks. Returns the audio tracks carried."""
     out = job.out
     if shard is not None:
-        shard.done_marker(out).touch()
+        # where the pictures' clock started again, for the join's other tracks (one shard holds
+        # such an input whole: scale.devices)
+        restarts = [str(r) for r in run.stats.get("restarts", ())]
+        shard.done_marker(out).write_text(json.dumps(restarts))
         return []
     if job.png:
         inside = _frames_inside(out)

@@ -9,6 +9,7 @@ with a message, and the finished segments of every shard stay for --resume.
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 import queue
@@ -32,6 +33,7 @@ from ..pipeline.run import (
     install_stop_handlers,
     prepare,
 )
+from ..video.source import clock_restarts
 from .shards import Shard, cut, frames_out, load_or_save_plan, segment_files
 
 # How often the coordinator looks at its workers when no message comes.
@@ -250,6 +252,17 @@ class _Processes:
         self.events.close()
 
 
+def _restarts(shards: list[Shard], out: Path) -> tuple:
+    """Where the pictures' clock started again, as the one shard of such an input recorded it
+    (pipeline.run._put_in_place); none where the input was cut in several."""
+    if len(shards) != 1:
+        return ()
+    try:
+        return tuple(Fraction(r) for r in json.loads(shards[0].done_marker(out).read_text()))
+    except (OSError, ValueError, TypeError):
+        return ()  # a marker from before this was recorded: each track goes on on its own
+
+
 def _fingerprint(job, engine: dict) -> dict:
     """What a resumed run must share with the one it continues (the device count may differ)."""
     return {
@@ -297,7 +310,14 @@ def interpolate_sharded(
         # which frames repeat depends on the frames before: a shard cannot tell at its start
         raise UsageError("--dedup runs in one process; leave out --devices / --ray for it")
     info, out = job.info, job.out
-    planned = cut(info.start, info.rate, info.frames, info.duration, len(devices))
+    pieces = len(devices)
+    if pieces > 1 and clock_restarts(info):
+        pieces = 1
+        warn(
+            f"{inp}: its timestamps start again (recordings joined?), so it cannot be cut by "
+            "time: made in one piece, on one device"
+        )
+    planned = cut(info.start, info.rate, info.frames, info.duration, pieces)
     shards, resumed = load_or_save_plan(
         out, planned, _fingerprint(job, engine), opts.resume, opts.force
     )
@@ -353,7 +373,7 @@ def interpolate_sharded(
     made_frames = frames_out(out, shards)
     audio = finish_video(
         segment_files(out, shards), job.inp, info, out, opts.slowmo, info.start, warn,
-        job.target.write_rate,
+        job.target.write_rate, _restarts(shards, out),
     )  # fmt: skip
     shutil.rmtree(work_dir_for(out), ignore_errors=True)
     parts = [Summary(**done[s.index]) for s in todo]

@@ -572,6 +572,32 @@ def read_frames(
         ) from None
 
 
+def clock_restarts(info: SourceInfo) -> bool:
+    """Whether the video's clock starts again anywhere (recordings joined with cat): its decoding
+    times step back RESTART_FRAMES or more. Read from the packets alone, over the whole file
+    (the probe sees only its start): the source times shards are cut at repeat after such a
+    step, so the input cannot be cut by time."""
+    if info.is_images:
+        return False
+    limit = RESTART_FRAMES / info.rate
+    try:
+        with av.open(str(info.path), metadata_errors="replace") as c:
+            s = main_video(c)
+            tb = Fraction(s.time_base) if s.time_base else None
+            last = None
+            for packet in c.demux(s):
+                stamp = packet.dts if packet.dts is not None else packet.pts
+                if stamp is None or tb is None:
+                    continue
+                time = stamp * tb
+                if last is not None and last - time >= limit:
+                    return True
+                last = time if last is None else max(last, time)
+    except (av.FFmpegError, ValueError, OverflowError):
+        pass  # what cannot be read is the reader's to say
+    return False
+
+
 def snap_to(grid: Grid, origin: Fraction, time: Fraction) -> Fraction:
     """The grid point nearest `time`."""
     return origin + Fraction(round((time - origin) * grid.rate)) / grid.rate
