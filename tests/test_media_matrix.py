@@ -766,6 +766,24 @@ def test_timestamps_out_of_order_are_said_three_times_then_counted(tmp_path):
     assert len(said) == 4 and said[-1].endswith("20 frames in all had timestamps out of order")
 
 
+def test_frames_missing_from_the_timeline_are_said(tmp_path):
+    """Dropped frames (a gap under a second on a constant-rate clip) are made by interpolation,
+    as before, and now said: three gaps by place, the rest counted."""
+    from rife_cli.video.source import probe, read_frames
+
+    kept = [i for i in range(60) if i not in (3, 4, 20, 30, 40, 41, 42, 50)]
+    warnings: list[str] = []
+    info = probe(stamped_clip(tmp_path / "dropped.ts", [Fraction(i, 25) for i in kept]))
+    list(read_frames(info, warn=warnings.append))
+    said = [w.split(": ", 1)[1] for w in warnings if "missing" in w]
+    assert said == [
+        "2 frames missing from the 25 fps timeline before frame 3 (0.20 s): made by interpolation",
+        "1 frame missing from the 25 fps timeline before frame 18 (0.84 s): made by interpolation",
+        "1 frame missing from the 25 fps timeline before frame 27 (1.24 s): made by interpolation",
+        "8 frames in all missing from the timeline, in 5 gaps",
+    ]
+
+
 def test_a_shard_of_a_joined_recording_numbers_its_pictures_as_the_whole_read_does(tmp_path):
     """The pictures after a jump sit on the grid far from their order: a shard (--devices) reads
     from the start, as for a variable rate, instead of numbering them by their grid places."""

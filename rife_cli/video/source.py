@@ -433,7 +433,7 @@ def read_frames(
     stream_size = info.stream_size or (info.width, info.height)
     fitter = filters.Fitter(info.width, info.height, info.picture.sar, stream_size)
     changes = 0
-    jumps = restarts = disordered = 0
+    jumps = restarts = disordered = gaps = gap_frames = 0
     restart = shift = Fraction(0)
     file_size = info.path.stat().st_size
     kept = None  # NVDEC's pictures for the engine, on its GPU
@@ -480,6 +480,18 @@ def read_frames(
                     on_grid = info.grid is not None and info.grid.index(origin, time) is not None
                 jump = last_time is not None and time - last_time > jump_after(info.rate)
                 stamped = time - last_time if jump else None  # the jump as stamped
+                if not jump and on_grid and last_time is not None:
+                    missing = round((time - last_time) * info.grid.rate) - 1
+                    if missing > 0:  # dropped (or held) frames: the pair makes them
+                        gaps += 1
+                        gap_frames += missing
+                        if warn and gaps <= 3:
+                            warn(
+                                f"{info.path}: {missing} frame{'s' * (missing > 1)} missing "
+                                f"from the {float(info.grid.rate):g} fps timeline before frame "
+                                f"{index} ({float(time - info.start):.2f} s): made by "
+                                "interpolation"
+                            )
                 if jump and info.grid is not None:
                     # The recording after the jump on the grid (by less than half a frame from
                     # its stamps), so that its pictures pass through and pairs make midpoints
@@ -558,6 +570,10 @@ def read_frames(
                 index += 1
             if warn and disordered > 3:
                 warn(f"{info.path}: {disordered} frames in all had timestamps out of order")
+            if warn and gaps > 3:
+                warn(
+                    f"{info.path}: {gap_frames} frames in all missing from the timeline, in {gaps} gaps"
+                )
             if info.path.stat().st_size != file_size:
                 if warn:  # (a copy in progress: then _warn_if_cut_short says nothing more)
                     warn(
