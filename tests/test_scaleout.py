@@ -102,6 +102,26 @@ def test_two_workers_make_the_same_output_as_one_process(tmp_path):
     assert a.tracks == b.tracks and b.tracks[0][0] == "audio"
     assert not work_dir_for(tmp_path / "two.mkv").exists()
     assert not any("error" in w for w in warnings)
+    assert not any("cannot be cut by time" in w for w in warnings)  # B-frames are no restart
+
+
+@pytest.mark.parametrize("ext", [".mkv", ".mp4", ".ts"])
+def test_b_frames_and_a_jump_are_no_clock_restart(tmp_path, ext):
+    """Presentation times step back at every B-frame (Matroska has no decoding times for the
+    first packet, and an ffmpeg-made remux flagged the whole file so); only a clock that starts
+    again keeps an input from being cut into shards."""
+    from rife_cli.video.source import clock_restarts, probe
+
+    clip = make_clip(tmp_path / f"b{ext}", Clip(ext, n=60, rate=Fraction(24000, 1001)))
+    assert not clock_restarts(probe(clip))
+    joined = tmp_path / "joined.ts"
+    first = ts_recording(tmp_path / "a.ts", Fraction(1), 20, Fraction(0), mark=5)
+    later = ts_recording(tmp_path / "b.ts", Fraction(8), 20, Fraction(0), mark=5)
+    again = ts_recording(tmp_path / "c.ts", Fraction(1), 20, Fraction(0), mark=5)
+    joined.write_bytes(first + later)
+    assert not clock_restarts(probe(joined))  # a jump forward: cut by time as any other
+    joined.write_bytes(first + later + again)
+    assert clock_restarts(probe(joined))
 
 
 def _kill_a_worker_once_it_has_a_segment(out: Path, killed: list) -> None:

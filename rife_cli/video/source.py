@@ -602,10 +602,10 @@ def clock_restarts(info: SourceInfo) -> bool:
             tb = Fraction(s.time_base) if s.time_base else None
             last = None
             for packet in c.demux(s):
-                stamp = packet.dts if packet.dts is not None else packet.pts
-                if stamp is None or tb is None:
+                # decoding times only: presentation times step back at every B-frame
+                if packet.dts is None or tb is None:
                     continue
-                time = stamp * tb
+                time = packet.dts * tb
                 if last is not None and last - time >= limit:
                     return True
                 last = time if last is None else max(last, time)
