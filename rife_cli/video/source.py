@@ -3,9 +3,11 @@ convert); probing what it holds."""
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
 import re
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -450,7 +452,10 @@ def read_frames(
             deint = None
             if info.interlace is not None:
                 deint = filters.Deinterlacer(info.interlace, tb)
-            decoded = _whole_tail(_decode_tolerant(c, s, info, warn, stats), info, warn, stats)
+            decoded = _decode_tolerant(c, s, info, warn, stats)
+            if c.format.name == "avi":
+                decoded = _stamps_in_order(decoded)
+            decoded = _whole_tail(decoded, info, warn, stats)
             if kept is not None:
                 decoded = _settled(decoded, kept, (info.width, info.height))
             for frame, size, change in filters.apply(decoded, fitter, deint):
@@ -775,6 +780,33 @@ def _settled(frames, kept: nvdec.DevicePictures, size: tuple[int, int]):
         if nvdec.on_gpu(frame) and not kept.keeps(frame, size):
             frame = nvdec.download(frame)
         yield frame
+
+
+# Pictures over which an AVI's stamps are put back in order (B-frames in AVI: two or three).
+AVI_REORDER = 8
+
+
+def _stamps_in_order(frames: Iterator[av.VideoFrame]) -> Iterator[av.VideoFrame]:
+    """AVI stores no presentation times: FFmpeg stamps each packet from its place in the file,
+    and with B-frames the decoder hands the pictures out in their order but with those stamps
+    (11, 13, 14, 12, 15, ...): each picture takes the smallest stamp among those of the next
+    AVI_REORDER pictures, which gives the stamps back in order (gaps of null frames kept)."""
+    held: deque = deque()  # pictures waiting for their stamp, in order
+    stamps: list[int] = []  # the stamps they came with, a heap
+    for frame in frames:
+        held.append(frame)
+        if frame.pts is not None:
+            heapq.heappush(stamps, frame.pts)
+        if len(held) > AVI_REORDER:
+            yield _restamped(held.popleft(), stamps)
+    while held:
+        yield _restamped(held.popleft(), stamps)
+
+
+def _restamped(frame: av.VideoFrame, stamps: list[int]) -> av.VideoFrame:
+    if frame.pts is not None and stamps:
+        frame.pts = heapq.heappop(stamps)
+    return frame
 
 
 def _decode_tolerant(c, s, info, warn, stats):
