@@ -436,6 +436,7 @@ def read_frames(
     fitter = filters.Fitter(info.width, info.height, info.picture.sar, stream_size)
     changes = 0
     jumps = restarts = disordered = gaps = gap_frames = 0
+    bad_seen = stats["bad_packets"]
     restart = shift = Fraction(0)
     file_size = info.path.stat().st_size
     kept = None  # NVDEC's pictures for the engine, on its GPU
@@ -485,7 +486,9 @@ def read_frames(
                     on_grid = info.grid is not None and info.grid.index(origin, time) is not None
                 jump = last_time is not None and time - last_time > jump_after(info.rate)
                 stamped = time - last_time if jump else None  # the jump as stamped
-                if not jump and on_grid and last_time is not None:
+                skipped = stats["bad_packets"] - bad_seen  # said as corrupt packets
+                bad_seen = stats["bad_packets"]
+                if not jump and on_grid and last_time is not None and not skipped:
                     missing = round((time - last_time) * info.grid.rate) - 1
                     if missing > 0:  # dropped (or held) frames: the pair makes them
                         gaps += 1
