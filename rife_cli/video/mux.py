@@ -113,8 +113,7 @@ def _shifted_packets(container, routes: dict, gid: int, report: MuxReport, resta
             continue
         clock = clocks.setdefault(packet.stream, _Clock(restarts))
         if not clock.place(packet):
-            name = f"{packet.stream.type} track {packet.stream.index}"
-            report.overlap_cut[name] = report.overlap_cut.get(name, 0) + clock.cut
+            report.overlap_cut[f"{packet.stream.type} track {packet.stream.index}"] = clock.cut
             continue
         off = routes[packet.stream].offset
         if packet.pts is not None:
@@ -160,7 +159,7 @@ class _Clock:
     previous: Fraction | None = None  # the last packet's time, kept or not
     last: Fraction | None = None  # the last packet kept: its time, and its end
     end: Fraction | None = None
-    cut: Fraction = Fraction(0)  # the duration of the last packet left out
+    cut: Fraction = Fraction(0)  # the duration of the packets left out behind a join
 
     def place(self, packet) -> bool:
         """Move the packet as its track's joins say; False where it is to be left out."""
@@ -179,7 +178,7 @@ class _Clock:
             time = stamp * tb + self.added
         self.previous = time
         if self.last is not None and time < self.last:  # behind what is already written
-            self.cut = (packet.duration or 0) * tb
+            self.cut += (packet.duration or 0) * tb
             return False
         ticks = round(self.added / tb)
         for name in ("pts", "dts"):

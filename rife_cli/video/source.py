@@ -25,6 +25,7 @@ from . import filters, nvdec
 from .filters import Interlace, main_video
 from .grid import Grid, candidate_rates, find_grid, step_rate, tolerance
 from .images import list_images, read_image
+from .timeline import RESTART_FRAMES, Timeline, jump_after
 
 # Side of the small picture a planes-mode frame's scene thumbnail is averaged from.
 THUMB_SOURCE = 4 * scenes.THUMB
@@ -427,17 +428,13 @@ def read_frames(
     fmt = "bgr48le" if info.bits > 8 else "bgr24"
     colour = info.colour
     index = 0
-    last_time = None
-    origin = info.start if seeking else None  # the first frame's time: the grid's origin
-    strayed = False  # a frame was off the grid (warned once)
+    # the grid's origin: the first frame's time, or the stream's for a shard entered by seeking
+    timeline = Timeline(info, info.start if seeking else None, stats, warn)
     even = info.width % 2 == 0 and info.height % 2 == 0
     cosited = None  # the stream's chroma siting, once a picture has shown it
     stream_size = info.stream_size or (info.width, info.height)
     fitter = filters.Fitter(info.width, info.height, info.picture.sar, stream_size)
     changes = 0
-    jumps = restarts = disordered = gaps = gap_frames = 0
-    bad_seen = stats["bad_packets"]
-    restart = shift = Fraction(0)
     file_size = info.path.stat().st_size
     kept = None  # NVDEC's pictures for the engine, on its GPU
     if device is not None and hwaccel and planes and even and info.interlace is None:
@@ -462,76 +459,7 @@ def read_frames(
             for frame, size, change in filters.apply(decoded, fitter, deint):
                 stats["resized_frames"] += size != stream_size
                 ftb = Fraction(frame.time_base) if frame.time_base else tb
-                # the clock's restarts so far made good (`restart`), and the pictures since the
-                # last jump kept on the grid (`shift`)
-                time, on_grid = _place(
-                    frame, ftb, info.grid, origin, last_time, info, restart + shift
-                )
-                if origin is None:
-                    origin = time
-                if last_time is not None and last_time - time >= RESTART_FRAMES / info.rate:
-                    # The clock starts again (recordings joined with cat): going on from the
-                    # last picture; the other tracks are moved by as much at the join (video.mux)
-                    restarts += 1
-                    restart += shift + last_time + 1 / info.rate - time
-                    shift = Fraction(0)
-                    stats.setdefault("restarts", []).append(restart)
-                    if warn and restarts <= 3:
-                        warn(
-                            f"{info.path}: timestamps start again at frame {index} "
-                            f"({float(last_time - info.start):.2f} s; recordings joined?): taken "
-                            "as going on from there"
-                        )
-                    time = last_time + 1 / info.rate
-                    on_grid = info.grid is not None and info.grid.index(origin, time) is not None
-                jump = last_time is not None and time - last_time > jump_after(info.rate)
-                stamped = time - last_time if jump else None  # the jump as stamped
-                skipped = stats["bad_packets"] - bad_seen  # said as corrupt packets
-                bad_seen = stats["bad_packets"]
-                if not jump and on_grid and last_time is not None and not skipped:
-                    missing = round((time - last_time) * info.grid.rate) - 1
-                    if missing > 0:  # dropped (or held) frames: the pair makes them
-                        gaps += 1
-                        gap_frames += missing
-                        if warn and gaps <= 3:
-                            warn(
-                                f"{info.path}: {missing} frame{'s' * (missing > 1)} missing "
-                                f"from the {float(info.grid.rate):g} fps timeline before frame "
-                                f"{index} ({float(time - info.start):.2f} s): made by "
-                                "interpolation"
-                            )
-                if jump and info.grid is not None:
-                    # The recording after the jump on the grid (by less than half a frame from
-                    # its stamps), so that its pictures pass through and pairs make midpoints
-                    base = time - shift
-                    shift = snap_to(info.grid, origin, base) - base
-                    time = base + shift
-                    stamped = base - last_time
-                    on_grid = True
-                if jump:
-                    jumps += 1
-                    if warn and jumps <= 3:
-                        warn(
-                            f"{info.path}: timestamps jump {float(stamped):.2f} s forward "
-                            f"at frame {index} ({float(last_time - info.start):.2f} s; a joined or "
-                            "damaged recording?): the gap is kept as time, held on the picture "
-                            "before it, not interpolated" + _moved_note(shift, info.grid)
-                        )
-                if not on_grid and info.grid is not None and not strayed:
-                    strayed = True
-                    if warn:
-                        warn(
-                            f"{info.path}: from frame {index} on, timestamps leave the "
-                            f"{float(info.grid.rate):g} fps grid; placed by their timestamps"
-                        )
-                if last_time is not None and time <= last_time:
-                    disordered += 1
-                    if warn and disordered <= 3:
-                        warn(
-                            f"{info.path}: frame {index} has a timestamp out of order; placed "
-                            "after the last"
-                        )
-                    time = last_time + 1 / info.rate
+                time, on_grid, jump = timeline.place(frame, ftb, index)
                 if change:
                     changes += 1
                     if warn and changes <= 3:
@@ -551,9 +479,9 @@ def read_frames(
                 else:
                     dur = Fraction(frame.duration) * ftb if frame.duration else None
                 if seeking:
-                    index = info.grid.index(origin, time) if on_grid else index
+                    index = info.grid.index(timeline.origin, time) if on_grid else index
                 if start_at is not None and time < start_at:
-                    last_time = time
+                    timeline.passed(time)
                     index += 1
                     continue
                 samples = None  # the picture's samples on the engine's GPU
@@ -574,14 +502,9 @@ def read_frames(
                 elif jump:
                     out.edge = scenes.JUMP
                 yield out
-                last_time = time
+                timeline.passed(time)
                 index += 1
-            if warn and disordered > 3:
-                warn(f"{info.path}: {disordered} frames in all had timestamps out of order")
-            if warn and gaps > 3:
-                warn(
-                    f"{info.path}: {gap_frames} frames in all missing from the timeline, in {gaps} gaps"
-                )
+            timeline.finish()
             if info.path.stat().st_size != file_size:
                 if warn:  # (a copy in progress: then _warn_if_cut_short says nothing more)
                     warn(
@@ -589,7 +512,7 @@ def read_frames(
                         f"taken as it was read: {index} frames"
                     )
             else:
-                _warn_if_cut_short(info, last_time, warn)
+                _warn_if_cut_short(info, timeline.last, warn)
     except (av.FFmpegError, UnicodeDecodeError, ValueError, OverflowError) as exc:
         raise InputError(
             f"{info.path}: decoding failed after {index} frames ({_ffmpeg_reason(exc)})"
@@ -620,35 +543,6 @@ def clock_restarts(info: SourceInfo) -> bool:
     except (av.FFmpegError, ValueError, OverflowError):
         pass  # what cannot be read is the reader's to say
     return False
-
-
-def snap_to(grid: Grid, origin: Fraction, time: Fraction) -> Fraction:
-    """The grid point nearest `time`."""
-    return origin + Fraction(round((time - origin) * grid.rate)) / grid.rate
-
-
-def _moved_note(moved: Fraction, grid: Grid | None) -> str:
-    """What the jump notice adds where the pictures after the jump were moved onto the grid."""
-    if not moved:
-        return ""
-    ms = round(abs(float(moved)) * 1000)
-    way = "earlier" if moved < 0 else "later"
-    return (
-        f"; the pictures after it are put on the {float(grid.rate):g} fps grid, {ms} ms {way} "
-        "than stamped (the sound keeps its own time)"
-    )
-
-
-# A step back of this many frames or more is the clock starting again (recordings joined); less
-# is one picture's timestamp out of order, placed after the last. The decoder gives pictures in
-# presentation order, so B-frames never step back.
-RESTART_FRAMES = 2
-
-
-def jump_after(rate: Fraction) -> Fraction:
-    """A gap between frames longer than this is a jump in the timestamps, not frames missing
-    to interpolate: a second, or four frames at a low rate (a 1 fps time-lapse)."""
-    return max(Fraction(1), 4 / rate)
 
 
 def as_fields(info: SourceInfo, interlace: Interlace) -> SourceInfo:
@@ -699,23 +593,6 @@ def _warn_if_cut_short(info: SourceInfo, last_time: Fraction | None, warn) -> No
             f"{float(info.duration):.2f} s the file states; the rest could not be read "
             "(a damaged or unfinished file?)"
         )
-
-
-def _place(frame, tb, grid, origin, last_time, info, offset=Fraction(0)) -> tuple[Fraction, bool]:
-    """A decoded frame's time, and whether it sits on the stream's grid: its stored time (moved by
-    `offset`) snapped to the grid where it lies within the container's rounding of a grid point
-    (see grid.py)."""
-    if frame.pts is None:
-        if last_time is None:
-            return info.start, grid is not None
-        return last_time + 1 / info.rate, grid is not None
-    raw = Fraction(frame.pts) * tb + offset
-    if grid is None:
-        return raw, False
-    if origin is None:
-        return raw, True
-    snapped = grid.snap(origin, raw)
-    return (raw, False) if snapped is None else (snapped, True)
 
 
 def _bgr(frame: av.VideoFrame, fmt: str, colour: Colour) -> np.ndarray:
